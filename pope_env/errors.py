@@ -1,0 +1,59 @@
+"""Typed errors of pope-env.
+
+Every error a user can trigger with bad input derives from :class:`PopeEnvError`, names the
+problem and says how to fix it. Catch ``PopeEnvError`` to handle all of them.
+"""
+
+from __future__ import annotations
+
+
+class PopeEnvError(Exception):
+    """Base class of every error pope-env raises on bad input or bad state."""
+
+
+class UnknownNameError(PopeEnvError, KeyError):
+    """An unknown dataset, split, env id, method or problem id was asked for."""
+
+    def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...] = ()) -> None:
+        shown = ", ".join(sorted(known)[:20])
+        more = "" if len(known) <= 20 else f", ... ({len(known)} in all)"
+        hint = f" Known {kind}s: {shown}{more}." if known else ""
+        super().__init__(f"unknown {kind} {name!r}.{hint}")
+        self.kind = kind
+        self.name = name
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+class DataFormatError(PopeEnvError, ValueError):
+    """A data file or record is malformed (the message names the file, line and field)."""
+
+
+class GuidanceFileError(DataFormatError):
+    """A guidance or split file is corrupted, truncated or made for another dataset."""
+
+
+class EnvStateError(PopeEnvError, RuntimeError):
+    """An env method was called in the wrong state (e.g. ``step`` before ``reset``)."""
+
+
+class ConfigError(PopeEnvError, ValueError):
+    """An argument or configuration value is out of range or inconsistent."""
+
+
+class DependencyError(PopeEnvError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+
+def require(module: str, extra: str):
+    """Import ``module`` or raise :class:`DependencyError` naming ``pip install pope-env[extra]``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise DependencyError(
+            f"{module!r} is needed for this feature; install it with "
+            f"`pip install 'pope-env[{extra}]'` ({exc})"
+        ) from exc

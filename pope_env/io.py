@@ -1,0 +1,142 @@
+"""Crash-safe files: atomic writes and append-only JSONL logs that resume after a crash.
+
+Long jobs (prefix search, evaluation, training logs) append one JSON record per finished
+unit of work with :class:`JsonlAppender`; a crash can at worst leave a torn last line,
+which :func:`read_jsonl` reports and skips (``strict=False``) so a re-run redoes only that
+unit. Whole-file outputs (split files, reports, checkpoints' metadata) go through
+:func:`atomic_write_text`, which never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pope_env.errors import DataFormatError
+
+PathLike = str | os.PathLike[str]
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def atomic_write_jsonl(path: PathLike, records: Iterable[Mapping[str, Any]]) -> None:
+    """Write ``records`` as JSONL to ``path`` atomically (all or nothing)."""
+    atomic_write_text(path, "".join(_dumps(r) + "\n" for r in records))
+
+
+def _dumps(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def iter_jsonl(path: PathLike, *, strict: bool = True) -> Iterator[dict[str, Any]]:
+    """Yield the JSON objects of a JSONL file.
+
+    Args:
+        path: The file.
+        strict: If true, a malformed line raises :class:`DataFormatError` naming the file
+            and line number. If false, malformed lines are skipped with a warning (the
+            torn last line a crash can leave is the common case) and the good ones kept.
+    """
+    path = Path(path)
+    with path.open("r", encoding="utf-8", errors="strict") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            except ValueError as exc:
+                msg = f"{path}:{lineno}: malformed JSONL line ({exc})"
+                if strict:
+                    raise DataFormatError(msg + "; fix or delete that line") from exc
+                warnings.warn(msg + "; skipped", stacklevel=2)
+                continue
+            yield obj
+
+
+def read_jsonl(path: PathLike, *, strict: bool = True) -> list[dict[str, Any]]:
+    """All objects of a JSONL file; see :func:`iter_jsonl`."""
+    return list(iter_jsonl(path, strict=strict))
+
+
+class JsonlAppender:
+    """Append records to a JSONL file durably, one complete line per record.
+
+    Each :meth:`append` writes a whole line and flushes + fsyncs it, so records written
+    before a crash survive. On open, a torn last line (no trailing newline) left by an
+    earlier crash is cut off so the file stays valid JSONL.
+
+    Use as a context manager::
+
+        with JsonlAppender("results.jsonl") as out:
+            out.append({"problem_id": "p1", "correct": True})
+    """
+
+    def __init__(self, path: PathLike, *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+        _truncate_torn_tail(self.path)
+        self._f = self.path.open("a", encoding="utf-8")
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Write ``record`` as one line and make it durable."""
+        self._f.write(_dumps(record) + "\n")
+        self._f.flush()
+        if self._fsync:
+            os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "JsonlAppender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        data = path.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        f.seek(keep)
+        f.truncate()
+        warnings.warn(f"{path}: dropped a torn last line left by an earlier crash", stacklevel=3)

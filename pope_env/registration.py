@@ -1,0 +1,71 @@
+"""Registration of every pope-env environment id with Gymnasium.
+
+Envs are registered by entry-point strings, so ``import pope_env`` imports no env module
+(and no torch). Add new ids to :data:`ENV_SPECS`; keep the list grouped by family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+
+@dataclass(frozen=True)
+class EnvSpecEntry:
+    """One env id: its entry point, default kwargs and a one-line description."""
+
+    id: str
+    entry_point: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    max_episode_steps: int | None = None
+
+
+ENV_SPECS: list[EnvSpecEntry] = [
+    # --- single-turn math (envs/math.py) -------------------------------------------------
+    EnvSpecEntry(
+        "POPE-Math-v0",
+        "pope_env.envs.math:MathEnv",
+        {"dataset": "math-train", "mode": "unguided"},
+        "All MATH training problems, unguided; one answer per episode.",
+    ),
+    EnvSpecEntry(
+        "POPE-Math-Hard-v0",
+        "pope_env.envs.math:MathEnv",
+        {"dataset": "math-train-l5", "mode": "pope"},
+        "Hard split, guided (oracle prefix i*) and unguided prompts mixed 1:1.",
+    ),
+    EnvSpecEntry(
+        "POPE-Math-Guided-v0",
+        "pope_env.envs.math:MathEnv",
+        {"dataset": "math-train-l5", "mode": "guided"},
+        "Hard split, always guided by the oracle prefix i*.",
+    ),
+    EnvSpecEntry(
+        "POPE-Math-Eval-v0",
+        "pope_env.envs.math:MathEnv",
+        {"dataset": "math500", "mode": "unguided"},
+        "MATH-500, unguided (evaluation).",
+    ),
+]
+
+
+def register_all() -> None:
+    """Register every id in :data:`ENV_SPECS` (idempotent)."""
+    for spec in ENV_SPECS:
+        if spec.id in gym.registry:
+            continue
+        gym.register(
+            id=spec.id,
+            entry_point=spec.entry_point,
+            kwargs=dict(spec.kwargs),
+            max_episode_steps=spec.max_episode_steps,
+            disable_env_checker=True,
+        )
+
+
+def env_ids() -> list[str]:
+    """All pope-env env ids."""
+    return [s.id for s in ENV_SPECS]

@@ -1,0 +1,2 @@
+"""Reward functions: pure functions over (completion, problem), usable outside the envs and
+as TRL ``reward_funcs``."""
