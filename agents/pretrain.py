@@ -1,0 +1,221 @@
+"""SFT pretraining of the char model on easy arithmetic chains, cached and resumable.
+
+The base policy of the CPU testbed is made here, from scratch: teacher-forced next-character
+training on ``prompt -> oracle solution`` pairs of easy problems (few operations), with the
+loss on solution characters only. Because each solution step rewrites the whole remaining
+expression, every suffix of a solution is itself the solution of a shorter problem, so the
+model also learns to *continue* from a partial solution -- the state a POPE roll-in puts it in.
+
+The result is cached under ``cache_dir("demo", "base-<hash>")`` where the hash covers the whole
+:class:`PretrainConfig` (model shape included): a second run with the same config loads it in
+well under a second. Training writes a checkpoint (model, optimizer, step, RNG) atomically every
+``checkpoint_every`` steps and resumes from it after a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from pope_env.agents.charlm import EOS, CharLMConfig, CharLMPolicy, CharTransformer
+from pope_env.datasets import arithmetic
+from pope_env.errors import ConfigError
+from pope_env.io import atomic_write_bytes
+from pope_env.paths import cache_dir
+from pope_env.problem import Problem
+
+
+def render_prompt(problem: Problem) -> str:
+    """The char model's compact prompt: the expression and a newline (``"7*3+7-8\\n"``)."""
+    return problem.meta["expression"] + "\n"
+
+
+def render_guided_prompt(problem: Problem, prefix_len: int) -> str:
+    """The prompt followed by the first ``prefix_len`` oracle steps: the roll-in state.
+
+    In this format a guided state is exactly what the model would have written itself after
+    ``prefix_len`` correct steps, so "continue the partial solution" needs no instruction.
+    """
+    if not 0 <= prefix_len < len(problem.steps):
+        raise ConfigError(f"prefix_len must be in [0, {len(problem.steps) - 1}], got {prefix_len}")
+    return render_prompt(problem) + "".join(problem.steps[:prefix_len])
+
+
+def render_solution(problem: Problem, start_step: int = 0) -> str:
+    """The oracle solution text from step ``start_step`` on (what the model is trained to write)."""
+    return "".join(problem.steps[start_step:])
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """What base model to make.
+
+    Attributes:
+        model: Shape of the char transformer.
+        levels: Inclusive range of operation counts of the easy training problems.
+        steps: Optimizer steps.
+        batch_size: Sequences per step.
+        lr: Peak AdamW learning rate (linear warm-up over 5% of steps, cosine decay to 10%).
+        weight_decay: AdamW weight decay.
+        seed: Seeds the initial weights, the data order and dropout.
+        max_value: Intermediate values stay in ``[0, max_value]`` (dataset option).
+        checkpoint_every: Steps between resumable checkpoints.
+    """
+
+    model: CharLMConfig = field(default_factory=CharLMConfig)
+    levels: tuple[int, int] = (1, 4)
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    seed: int = 0
+    max_value: int = 99
+    checkpoint_every: int = 250
+
+    def __post_init__(self) -> None:
+        if self.levels[0] < 1 or self.levels[1] < self.levels[0]:
+            raise ConfigError(f"levels must be an increasing range of positive ints, got {self.levels}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError("steps and batch_size must be >= 1")
+
+    def digest(self) -> str:
+        """A short hash naming this config's cache folder."""
+        blob = json.dumps(asdict(self), sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def training_problems(cfg: PretrainConfig, n_per_level: int = 20_000) -> list[Problem]:
+    """Distinct easy train-split problems for each level in ``cfg.levels`` (fewer where the
+    level has fewer distinct chains)."""
+    out: list[Problem] = []
+    for level in range(cfg.levels[0], cfg.levels[1] + 1):
+        stream = arithmetic.iter_problems(level, split="train", seed=cfg.seed, max_value=cfg.max_value)
+        for _, p in zip(range(n_per_level), stream):
+            out.append(p)
+    return out
+
+
+def sft_batch(
+    policy: CharLMPolicy, problems: Sequence[Problem]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs, positions, targets and loss mask for teacher-forced training on solutions."""
+    tok = policy.tokenizer
+    seqs, prompt_lens = [], []
+    for p in problems:
+        prompt = tok.encode(render_prompt(p), bos=True)
+        seqs.append(prompt + tok.encode(render_solution(p)) + [EOS])
+        prompt_lens.append(len(prompt))
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros((len(seqs), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(seqs), width - 1), dtype=torch.bool)
+    for r, (s, pl) in enumerate(zip(seqs, prompt_lens)):
+        ids[r, : len(s)] = torch.tensor(s)
+        loss_mask[r, pl - 1 : len(s) - 1] = True
+    positions = torch.arange(width - 1).expand(len(seqs), -1)
+    return ids[:, :-1], positions, ids[:, 1:], loss_mask
+
+
+def _lr_at(step: int, cfg: PretrainConfig) -> float:
+    warm = max(1, cfg.steps // 20)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    frac = (step - warm) / max(1, cfg.steps - warm)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(frac * torch.pi)).item()))
+
+
+def base_dir(cfg: PretrainConfig) -> Path:
+    """The cache folder of the base model made by ``cfg``."""
+    return cache_dir("demo", f"base-{cfg.digest()}")
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    *,
+    folder: Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> CharLMPolicy:
+    """The base policy for ``cfg``: loaded from the cache if present, else trained (resuming
+    from a checkpoint if an earlier run was interrupted) and cached."""
+    folder = folder or base_dir(cfg)
+    if (folder / "model.pt").exists():
+        return CharLMPolicy.load(folder)
+    torch.manual_seed(cfg.seed)
+    policy = CharLMPolicy(CharTransformer(cfg.model))
+    model = policy.model
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    problems = training_problems(cfg)
+    rng = random.Random(cfg.seed)
+    start = 0
+    ckpt = folder / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("config") != cfg.digest():
+            raise ConfigError(f"{ckpt} was made by another config; delete it to start over")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start = state["step"]
+        log(f"resuming pretraining at step {start}/{cfg.steps}")
+    model.train()
+    bar = tqdm(range(start, cfg.steps), desc="pretrain base", disable=not progress, initial=start, total=cfg.steps)
+    t0, ema = time.perf_counter(), None
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        x, pos, y, lm = sft_batch(policy, rng.choices(problems, k=cfg.batch_size))
+        t = x.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        logits = model(x, pos, causal)
+        loss = torch.nn.functional.cross_entropy(logits[lm], y[lm])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        bar.set_postfix(loss=f"{ema:.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            _save_checkpoint(ckpt, cfg, model, opt, rng, step + 1)
+    policy.save(folder, meta={"pretrain": asdict(cfg), "seconds": round(time.perf_counter() - t0, 1),
+                              "final_loss": ema})
+    ckpt.unlink(missing_ok=True)
+    model.eval()
+    return policy
+
+
+def _save_checkpoint(path: Path, cfg: PretrainConfig, model, opt, rng: random.Random, step: int) -> None:
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "config": cfg.digest(),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "rng": rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+        },
+        buf,
+    )
+    atomic_write_bytes(path, buf.getvalue())
+
+
+__all__ = [
+    "PretrainConfig",
+    "base_dir",
+    "pretrain",
+    "render_guided_prompt",
+    "render_prompt",
+    "render_solution",
+    "sft_batch",
+    "training_problems",
+]
