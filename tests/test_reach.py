@@ -112,3 +112,20 @@ def test_transfer_report_over_training():
     assert [r.guided_rate for r in rows] == [0.2, 0.6, 0.9]
     assert [r.unguided_rate for r in rows] == [0.0, 0.1, 0.5]
     assert "2/10 (0.20)" in transfer_table(rows)
+
+
+def test_reach_cli_prints_the_table_and_saves(tmp_path, capsys):
+    from pope_env.cli import main
+
+    rollouts = tmp_path / "rollouts.jsonl"
+    rows = [{"problem_id": "p", "prefix_len": 2, "correct": j < 3, "step": j} for j in range(8)]
+    rows += [{"problem_id": "p", "guided": False, "correct": False, "step": j} for j in range(8)]
+    rollouts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["reach", "--rollouts", str(rollouts), "--save", str(tmp_path / "r.jsonl"),
+                 "--transfer", "--bucket", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "3/8" in out and "coverage: 1.000 of 1 problems" in out and "2/4 (0.50)" in out
+    assert ReachSet.load(tmp_path / "r.jsonl").states("p")[1].successes == 3
+    rollouts.write_text("not json\n")
+    assert main(["reach", "--rollouts", str(rollouts)]) == 2
+    assert "rollouts.jsonl:1: malformed JSON" in capsys.readouterr().err
