@@ -124,7 +124,7 @@ def test_reach_cli_prints_the_table_and_saves(tmp_path, capsys):
     assert main(["reach", "--rollouts", str(rollouts), "--save", str(tmp_path / "r.jsonl"),
                  "--transfer", "--bucket", "4"]) == 0
     out = capsys.readouterr().out
-    assert "3/8" in out and "coverage: 1.000 of 1 problems" in out and "2/4 (0.50)" in out
+    assert "3/8" in out and "coverage: 1.000 of 1 problems" in out and "3/4 (0.75)" in out
     assert ReachSet.load(tmp_path / "r.jsonl").states("p")[1].successes == 3
     rollouts.write_text("not json\n")
     assert main(["reach", "--rollouts", str(rollouts)]) == 2
