@@ -30,6 +30,7 @@ base model continues it directly::
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from pope_env.errors import ConfigError, DataFormatError
 from pope_env.problem import Problem
@@ -167,12 +168,7 @@ def guided_messages(
     """
     if prefix_len == 0 and start == 0:
         return unguided_messages(problem, config)
-    partial = shown_steps(problem, prefix_len, start=start).strip()
-    body = (
-        f"{config.problem_label}\n{problem.question.strip()}\n\n"
-        f"{config.prefix_label}\n{partial}"
-    )
-    return _with_instruction(config.instruction, body, config)
+    return state_messages(problem, shown_steps(problem, prefix_len, start=start), config)
 
 
 def guided_text(
@@ -182,11 +178,44 @@ def guided_text(
     newline, so a model without a chat template continues the solution."""
     if prefix_len == 0 and start == 0:
         return unguided_text(problem, config)
-    partial = shown_steps(problem, prefix_len, start=start).strip()
+    return state_text(problem, shown_steps(problem, prefix_len, start=start), config)
+
+
+def state_messages(
+    problem: Problem, partial: str | Sequence[str], config: GuidanceConfig = DEFAULT_CONFIG
+) -> ChatMessages:
+    """Chat messages of the roll-in state with *any* partial solution (oracle or not).
+
+    Used to ask "from this partial solution, can the policy still reach the answer?" about
+    states the policy wrote itself. No answer cap is applied: the caller chose the state.
+    An empty partial solution gives the unguided problem.
+    """
+    text = _partial_text(partial)
+    if not text:
+        return unguided_messages(problem, config)
+    body = f"{config.problem_label}\n{problem.question.strip()}\n\n{config.prefix_label}\n{text}"
+    return _with_instruction(config.instruction, body, config)
+
+
+def state_text(
+    problem: Problem, partial: str | Sequence[str], config: GuidanceConfig = DEFAULT_CONFIG
+) -> str:
+    """Plain-text form of :func:`state_messages`."""
+    text = _partial_text(partial)
+    if not text:
+        return unguided_text(problem, config)
     return (
         f"{config.instruction}\n\n{config.problem_label}\n{problem.question.strip()}\n\n"
-        f"{config.prefix_label}\n{partial}\n"
+        f"{config.prefix_label}\n{text}\n"
     )
+
+
+def _partial_text(partial: str | Sequence[str]) -> str:
+    if isinstance(partial, str):
+        return partial.strip()
+    if not all(isinstance(step, str) for step in partial):
+        raise ConfigError("a partial solution is a str or a sequence of str steps")
+    return "".join(partial).strip()
 
 
 def _with_instruction(instruction: str, body: str, config: GuidanceConfig) -> ChatMessages:

@@ -335,3 +335,217 @@ def _numbered_records(path: PathLike) -> Iterable[tuple[int, dict[str, Any]]]:
             if not isinstance(obj, dict):
                 raise DataFormatError(f"{path}:{lineno}: expected a JSON object")
             yield lineno, obj
+
+
+# ---------------------------------------------------------------------- S_good from any state
+
+MAX_STATE_CHARS = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class StateQuery:
+    """A roll-in state to estimate: problem ``problem_id`` after the partial solution ``steps``
+    (any steps: oracle, the policy's own, or hand-written). ``label`` names it in reports."""
+
+    problem_id: str
+    steps: tuple[str, ...]
+    label: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class StateMonteCarlo:
+    """Monte Carlo estimate of the success probability from one :class:`StateQuery`.
+
+    Attributes:
+        key: Hash of (problem, state, policy id, k, seed, sampling, prompt) used as cache key.
+        cached: True when the counts came from the cache instead of new rollouts.
+    """
+
+    problem_id: str
+    label: str
+    n_steps: int
+    successes: int
+    samples: int
+    key: str
+    cached: bool = False
+
+    @property
+    def estimate(self) -> float:
+        return self.successes / self.samples if self.samples else 0.0
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        return wilson_interval(self.successes, self.samples, confidence)
+
+
+def state_key(problem: Any, steps: Sequence[str], *, policy_id: str, k: int, seed: int,
+              sampling: Any, prompt_format: str, instruction: str) -> str:
+    """Cache key of a Monte Carlo estimate: a sha256 over everything that changes it."""
+    payload = json.dumps(
+        [problem.id, problem.question, problem.answer, list(steps), policy_id, k, seed,
+         [sampling.temperature, sampling.top_p, sampling.max_new_tokens, list(sampling.stop)],
+         prompt_format, instruction],
+        ensure_ascii=False,
+    )
+    import hashlib
+
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def read_state_queries(path: PathLike, problems: Mapping[str, Any]) -> list[StateQuery]:
+    """Read a states file: JSONL lines ``{"problem_id", "steps": [...]}``, or ``"state": text``
+    (one step), or ``"prefix_len": i`` (the first i oracle steps); ``"label"`` optional.
+
+    Raises:
+        UnknownNameError: a line names a problem not in ``problems`` (the line is named).
+        DataFormatError: a malformed line, an empty step, or a state over
+            :data:`MAX_STATE_CHARS` characters.
+        ConfigError: a prefix longer than the problem's oracle solution.
+    """
+    from pope_env.errors import UnknownNameError
+
+    queries = []
+    for lineno, record in _numbered_records(path):
+        where = f"{path}:{lineno}"
+        pid = record.get("problem_id")
+        if pid not in problems:
+            raise UnknownNameError(f"problem (states file {where})", str(pid), tuple(problems))
+        problem = problems[pid]
+        if "steps" in record:
+            steps = record["steps"]
+            if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+                raise DataFormatError(f"{where}: 'steps' must be a list of strings")
+        elif "state" in record:
+            if not isinstance(record["state"], str):
+                raise DataFormatError(f"{where}: 'state' must be a string")
+            steps = [record["state"]] if record["state"] else []
+        elif "prefix_len" in record:
+            i = record["prefix_len"]
+            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i <= len(problem.steps):
+                raise ConfigError(f"{where}: prefix_len {i!r} is outside [0, {len(problem.steps)}], "
+                                  f"the oracle solution of {pid!r} has {len(problem.steps)} steps")
+            steps = list(problem.steps[:i])
+        else:
+            raise DataFormatError(f"{where}: give the state as 'steps', 'state' or 'prefix_len'")
+        empty = [j for j, s in enumerate(steps) if not s.strip()]
+        if empty:
+            raise DataFormatError(f"{where}: step {empty[0]} of the state is empty; drop it")
+        size = sum(len(s) for s in steps)
+        if size > MAX_STATE_CHARS:
+            raise DataFormatError(f"{where}: the state has {size} characters, more than the "
+                                  f"{MAX_STATE_CHARS} a prompt may hold; shorten it")
+        label = str(record.get("label") or (f"prefix {record['prefix_len']}" if "prefix_len" in record
+                                            else f"{len(steps)} steps"))
+        queries.append(StateQuery(str(pid), tuple(steps), label))
+    return queries
+
+
+def estimate_states(
+    queries: Sequence[StateQuery],
+    problems: Mapping[str, Any],
+    policy: Any,
+    *,
+    k: int = 8,
+    seed: int = 0,
+    scorer: Any = None,
+    sampling: Any = None,
+    prompt_format: str = "chat",
+    config: Any = None,
+    cache: PathLike | None = "default",
+    progress: bool = True,
+) -> list[StateMonteCarlo]:
+    """Monte Carlo success probability of ``policy`` from each state: ``k`` rollouts each.
+
+    Each state is continued ``k`` times from the prompt of
+    :func:`pope_env.guidance.state_messages` (or ``state_text``) with a sampling seed derived
+    from ``(seed, key)``, and the completions are scored against the problem's answer.
+    Results are appended to a JSONL cache keyed by :func:`state_key` (default
+    ``cache_dir("reach")/states.jsonl``; ``None`` disables it), so repeated queries cost
+    nothing and an interrupted run resumes.
+
+    Args:
+        queries: States to estimate (see :func:`read_state_queries`).
+        problems: Problem id -> :class:`~pope_env.problem.Problem`.
+        policy: Anything with the Policy ``generate``; ``policy.name`` is its id.
+        k: Rollouts per state (``>= 1``).
+        seed: Root seed.
+        scorer: Verdicts per completion (default: the math reward).
+        sampling: Sampling settings (default: the policy contract's defaults).
+        prompt_format: ``"chat"`` or ``"text"``.
+        config: Prompt wording (:class:`~pope_env.guidance.GuidanceConfig`).
+        cache: Cache file, ``"default"`` or ``None``.
+        progress: Show a progress bar.
+    """
+    import warnings
+
+    from pope_env.guidance import DEFAULT_CONFIG, state_messages, state_text
+    from pope_env.io import JsonlAppender, read_jsonl
+    from pope_env.prefix_search import PROMPT_FORMATS, default_scorer, derive_seed
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"k must be an integer >= 1, got {k!r}")
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+    if sampling is None:
+        from pope_env.agents.policy import SamplingParams
+
+        sampling = SamplingParams()
+    config = config or DEFAULT_CONFIG
+    scorer = scorer or default_scorer()
+    policy_id = str(getattr(policy, "name", type(policy).__name__))
+    if cache == "default":
+        from pope_env.paths import cache_dir
+
+        cache = cache_dir("reach") / "states.jsonl"
+    known: dict[str, tuple[int, int]] = {}
+    if cache is not None and Path(cache).exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for r in read_jsonl(cache, strict=False):
+                if {"key", "successes", "samples"} <= r.keys():
+                    known[r["key"]] = (int(r["successes"]), int(r["samples"]))
+
+    from tqdm.auto import tqdm
+
+    sink = JsonlAppender(cache) if cache is not None else None
+    out = []
+    try:
+        for query in tqdm(queries, desc="S_good from states", unit="state", disable=not progress):
+            problem = problems[query.problem_id]
+            key = state_key(problem, query.steps, policy_id=policy_id, k=k, seed=seed,
+                            sampling=sampling, prompt_format=prompt_format,
+                            instruction=config.instruction)
+            if key in known:
+                successes, samples = known[key]
+                out.append(StateMonteCarlo(query.problem_id, query.label, len(query.steps),
+                                           successes, samples, key, cached=True))
+                continue
+            render = state_messages if prompt_format == "chat" else state_text
+            prompt = render(problem, query.steps, config)
+            run_sampling = dataclasses.replace(sampling, seed=derive_seed(seed, key))
+            (group,) = policy.generate([prompt], n=k, sampling=run_sampling)
+            successes = sum(bool(v) for v in scorer([g.text for g in group], problem))
+            known[key] = (successes, k)
+            if sink is not None:
+                sink.append({"key": key, "problem_id": query.problem_id, "policy": policy_id,
+                             "successes": successes, "samples": k})
+            out.append(StateMonteCarlo(query.problem_id, query.label, len(query.steps),
+                                       successes, k, key))
+    finally:
+        if sink is not None:
+            sink.close()
+    return out
+
+
+def states_table(estimates: Sequence[StateMonteCarlo], *, confidence: float = 0.95,
+                 threshold: float = 0.0, criterion: str = "lower") -> str:
+    """Printable report of :func:`estimate_states` with the S_good verdict per state."""
+    rows = []
+    for e in estimates:
+        lo, hi = e.interval(confidence)
+        value = lo if criterion == "lower" else e.estimate
+        rows.append((e.problem_id, e.label, str(e.n_steps), f"{e.successes}/{e.samples}",
+                     f"{e.estimate:.3f}", f"[{lo:.3f}, {hi:.3f}]",
+                     "yes" if e.samples and value > threshold else "",
+                     "cache" if e.cached else ""))
+    head = ("problem", "state", "steps", "succ/n", "p", f"{confidence:.0%} interval", "S_good", "")
+    return format_table(head, rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 
 import pytest
 
@@ -129,3 +130,62 @@ def test_reach_cli_prints_the_table_and_saves(tmp_path, capsys):
     rollouts.write_text("not json\n")
     assert main(["reach", "--rollouts", str(rollouts)]) == 2
     assert "rollouts.jsonl:1: malformed JSON" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- S_good from any state
+
+
+def _states_file(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_monte_carlo_from_any_state(tmp_path):
+    from pope_env.reach import estimate_states, read_state_queries, states_table
+
+    problem = arithmetic.generate(1, 6, seed=9)[0]
+    problems = {problem.id: problem}
+    wrong = list(problem.steps[:3])
+    # a wrong intermediate result: the running value is off by 50, the rest of the chain kept
+    wrong[2] = re.sub(r"^\d+", lambda m: str(int(m.group()) + 50), wrong[2])
+    assert wrong[2] != problem.steps[2]
+    states = _states_file(tmp_path / "states.jsonl", [
+        {"problem_id": problem.id, "prefix_len": 3},
+        {"problem_id": problem.id, "steps": wrong, "label": "wrong value"},
+        {"problem_id": problem.id, "state": ""},
+    ])
+    queries = read_state_queries(states, problems)
+    assert [q.label for q in queries] == ["prefix 3", "wrong value", "0 steps"]
+    exact = ArithmeticSolverPolicy(error_rate=0.0)  # completes any state without mistakes
+    cache = tmp_path / "cache.jsonl"
+    got = estimate_states(queries, problems, exact, k=6, scorer=math_verify_scorer(), cache=cache,
+                          progress=False)
+    assert [(e.successes, e.samples) for e in got] == [(6, 6), (0, 6), (6, 6)]
+    assert not any(e.cached for e in got)
+    again = estimate_states(queries, problems, exact, k=6, scorer=math_verify_scorer(), cache=cache,
+                            progress=False)
+    assert [e.cached for e in again] == [True, True, True] and exact.calls == 3
+    assert [(e.successes, e.samples) for e in again] == [(6, 6), (0, 6), (6, 6)]
+    table = states_table(again)
+    assert "wrong value" in table and "cache" in table
+    noisy = estimate_states(queries[:1], problems, ArithmeticSolverPolicy(0.5), k=6,
+                            scorer=math_verify_scorer(), cache=cache, progress=False)
+    assert not noisy[0].cached  # another policy id is another cache key
+
+
+def test_bad_state_lists_are_refused(tmp_path):
+    from pope_env.errors import UnknownNameError
+    from pope_env.reach import read_state_queries
+
+    problem = arithmetic.generate(1, 4, seed=9)[0]
+    problems = {problem.id: problem}
+    cases = [
+        ({"problem_id": "nope", "prefix_len": 1}, UnknownNameError, "states file .*:1"),
+        ({"problem_id": problem.id, "steps": ["1+2\n", "  "]}, DataFormatError, "step 1 of the state is empty"),
+        ({"problem_id": problem.id, "state": "x" * 1_000_001}, DataFormatError, "more than the 100000"),
+        ({"problem_id": problem.id, "prefix_len": 9}, ConfigError, "has 4 steps"),
+        ({"problem_id": problem.id}, DataFormatError, "as 'steps', 'state' or 'prefix_len'"),
+    ]
+    for row, error, needle in cases:
+        with pytest.raises(error, match=needle):
+            read_state_queries(_states_file(tmp_path / "s.jsonl", [row]), problems)
