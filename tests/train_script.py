@@ -59,7 +59,7 @@ def main() -> None:
     trainer = Trainer(learner, source, reward, cfg, args.output_dir, eval_items=make_items(hard[:3], render))
     result = trainer.train()
     if trainer.accelerator.is_main_process:
-        checksum = sum(float(p.double().sum()) for p in learner.model.parameters())
+        checksum = sum(float(p.detach().double().sum()) for p in learner.model.parameters())
         print(json.dumps({"steps": result.steps, "checksum": checksum}))
 
 
