@@ -5,7 +5,8 @@
 positions, so a state deep into a long solution looks like the same state at the start of a
 short one) and a key/value cache for generation. :class:`CharLMPolicy` wraps both in the
 :class:`~pope_env.agents.policy.Policy` contract (sampling side) and the learner interface
-the GRPO trainer consumes (``.model`` and :meth:`CharLMPolicy.token_logprobs`).
+the GRPO trainer consumes (:class:`~pope_env.agents.grpo.LearnerPolicy`: ``.model`` and
+:meth:`CharLMPolicy.token_logprobs`).
 
 Prompts are plain text; a prompt is encoded as ``BOS + chars`` and a completion ends with
 ``EOS``. Chat-message prompts are refused: a character model has no chat template.
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pope_env.agents.grpo import TokenLogprobs
 from pope_env.agents.policy import Generation, Prompt, SamplingParams
 from pope_env.errors import ConfigError, DataFormatError
 from pope_env.io import atomic_write_bytes, atomic_write_json
@@ -362,12 +364,13 @@ class CharLMPolicy:
         completion_ids: Sequence[Sequence[int]],
         *,
         with_entropy: bool = False,
-    ) -> tuple[torch.Tensor, ...]:
-        """Per-token log-probs of each completion given its prompt, with gradients.
+    ) -> TokenLogprobs:
+        """Per-token log-probs of each completion given its prompt, differentiable.
 
-        Returns ``(logprobs, mask)`` or, with ``with_entropy``, ``(logprobs, entropies,
-        mask)``: float tensors [B, T_completion_max] right-padded with zeros, and a bool
-        mask that is True on real completion tokens. Temperature 1, no top-p.
+        Returns :class:`~pope_env.agents.grpo.TokenLogprobs`: ``logprobs`` and ``entropy``
+        (nats; only ``with_entropy``) are [B, T_completion_max] right-padded with zeros,
+        ``mask`` is 1.0 on real completion tokens. Temperature 1, no top-p: exactly what
+        :meth:`generate` reports in ``Generation.logprobs``.
         """
         if len(prompt_ids) != len(completion_ids):
             raise ConfigError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
@@ -386,11 +389,11 @@ class CharLMPolicy:
         cols = (starts + torch.arange(width).unsqueeze(0)).clamp(max=t - 2)
         mask = torch.arange(width).unsqueeze(0) < torch.tensor([len(c) for c in completion_ids]).unsqueeze(1)
         lp = logp_tok[rows, cols].masked_fill(~mask, 0.0)
-        if not with_entropy:
-            return lp, mask
-        ent_all = -(logp_all.exp() * logp_all).sum(-1)
-        ent = ent_all[rows, cols].masked_fill(~mask, 0.0)
-        return lp, ent, mask
+        ent = None
+        if with_entropy:
+            ent_all = -(logp_all.exp() * logp_all).sum(-1)
+            ent = ent_all[rows, cols].masked_fill(~mask, 0.0)
+        return TokenLogprobs(lp, mask.float(), ent)
 
     # --- persistence --------------------------------------------------------------------
     def save(self, folder: str | Path, meta: dict[str, Any] | None = None) -> None:

@@ -69,6 +69,12 @@ class PretrainConfig:
         seed: Seeds the initial weights, the data order and dropout.
         max_value: Intermediate values stay in ``[0, max_value]`` (dataset option).
         checkpoint_every: Steps between resumable checkpoints.
+        continuation_share: Share of each batch made of *continuation* examples: a longer
+            chain (``context_levels`` operations) with its oracle steps given up to the point
+            where at most ``levels[1]`` operations remain; the target is only that easy rest.
+            The model thus learns to continue a partial solution whatever is above it in the
+            context, but never writes a line longer than an easy problem's.
+        context_levels: Inclusive range of operation counts of the continuation examples' chains.
     """
 
     model: CharLMConfig = field(default_factory=CharLMConfig)
@@ -80,12 +86,18 @@ class PretrainConfig:
     seed: int = 0
     max_value: int = 99
     checkpoint_every: int = 250
+    continuation_share: float = 0.5
+    context_levels: tuple[int, int] = (5, 8)
 
     def __post_init__(self) -> None:
         if self.levels[0] < 1 or self.levels[1] < self.levels[0]:
             raise ConfigError(f"levels must be an increasing range of positive ints, got {self.levels}")
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("steps and batch_size must be >= 1")
+        if not 0.0 <= self.continuation_share <= 1.0:
+            raise ConfigError(f"continuation_share must be in [0, 1], got {self.continuation_share}")
+        if self.continuation_share > 0 and self.context_levels[0] <= self.levels[1]:
+            raise ConfigError(f"context_levels {self.context_levels} must be longer than levels {self.levels}")
 
     def digest(self) -> str:
         """A short hash naming this config's cache folder."""
@@ -93,11 +105,14 @@ class PretrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def training_problems(cfg: PretrainConfig, n_per_level: int = 20_000) -> list[Problem]:
-    """Distinct easy train-split problems for each level in ``cfg.levels`` (fewer where the
-    level has fewer distinct chains)."""
+def training_problems(
+    cfg: PretrainConfig, n_per_level: int = 20_000, levels: tuple[int, int] | None = None
+) -> list[Problem]:
+    """Distinct train-split problems for each level in ``levels`` (default ``cfg.levels``;
+    fewer where a level has fewer distinct chains)."""
     out: list[Problem] = []
-    for level in range(cfg.levels[0], cfg.levels[1] + 1):
+    lo, hi = levels or cfg.levels
+    for level in range(lo, hi + 1):
         stream = arithmetic.iter_problems(level, split="train", seed=cfg.seed, max_value=cfg.max_value)
         for _, p in zip(range(n_per_level), stream):
             out.append(p)
@@ -105,14 +120,19 @@ def training_problems(cfg: PretrainConfig, n_per_level: int = 20_000) -> list[Pr
 
 
 def sft_batch(
-    policy: CharLMPolicy, problems: Sequence[Problem]
+    policy: CharLMPolicy, examples: Sequence[tuple[Problem, int]]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Inputs, positions, targets and loss mask for teacher-forced training on solutions."""
+    """Inputs, positions, targets and loss mask for teacher-forced training.
+
+    Each example is ``(problem, prefix_len)``: the prompt is the problem with its first
+    ``prefix_len`` oracle steps (0: the bare problem) and the target is the rest of the
+    solution followed by EOS; the loss covers the target only.
+    """
     tok = policy.tokenizer
     seqs, prompt_lens = [], []
-    for p in problems:
-        prompt = tok.encode(render_prompt(p), bos=True)
-        seqs.append(prompt + tok.encode(render_solution(p)) + [EOS])
+    for p, prefix_len in examples:
+        prompt = tok.encode(render_guided_prompt(p, prefix_len), bos=True)
+        seqs.append(prompt + tok.encode(render_solution(p, prefix_len)) + [EOS])
         prompt_lens.append(len(prompt))
     width = max(len(s) for s in seqs)
     ids = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -154,6 +174,7 @@ def pretrain(
     model = policy.model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     problems = training_problems(cfg)
+    contexts = training_problems(cfg, 5_000, cfg.context_levels) if cfg.continuation_share > 0 else []
     rng = random.Random(cfg.seed)
     start = 0
     ckpt = folder / "checkpoint.pt"
@@ -173,7 +194,7 @@ def pretrain(
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        x, pos, y, lm = sft_batch(policy, rng.choices(problems, k=cfg.batch_size))
+        x, pos, y, lm = sft_batch(policy, _sample_examples(cfg, problems, contexts, rng))
         t = x.shape[1]
         causal = torch.ones(t, t, dtype=torch.bool).tril()
         logits = model(x, pos, causal)
@@ -191,6 +212,17 @@ def pretrain(
     ckpt.unlink(missing_ok=True)
     model.eval()
     return policy
+
+
+def _sample_examples(
+    cfg: PretrainConfig, problems: Sequence[Problem], contexts: Sequence[Problem], rng: random.Random
+) -> list[tuple[Problem, int]]:
+    n_cont = round(cfg.batch_size * cfg.continuation_share) if contexts else 0
+    examples = [(p, 0) for p in rng.choices(problems, k=cfg.batch_size - n_cont)]
+    for p in rng.choices(contexts, k=n_cont):
+        remaining = rng.randint(cfg.levels[0], cfg.levels[1])  # operations left to do
+        examples.append((p, len(p.steps) - remaining))
+    return examples
 
 
 def _save_checkpoint(path: Path, cfg: PretrainConfig, model, opt, rng: random.Random, step: int) -> None:
