@@ -389,8 +389,11 @@ def base_guided_success(cfg: DemoConfig, tb: Testbed) -> float:
 
 
 # --- report -------------------------------------------------------------------------------
-def summarize(cfg: DemoConfig, results: Sequence[dict[str, Any]], guided_before: float) -> dict[str, Any]:
-    """Per-method means over seeds (and per-seed values) of the table's columns."""
+def summarize(
+    cfg: DemoConfig, results: Sequence[dict[str, Any]], guided_before: float, n_eval: int
+) -> dict[str, Any]:
+    """Per-method means over seeds (and per-seed values) of the table's columns, and the
+    POPE-minus-GRPO difference with its standard error."""
     k = cfg.eval_k
     rows = {}
     for method in METHODS:
@@ -409,12 +412,26 @@ def summarize(cfg: DemoConfig, results: Sequence[dict[str, Any]], guided_before:
             "guided_pass@1_after": mean([r["guided_pass@1_after"] for r in rs]),
             "solved_set": mean([r["solved_set"] for r in rs]),
         }
+    for method, row in rows.items():
+        rs = [r for r in results if r["method"] == method]
+        # Mean over every evaluation after step 0: less noisy than the last point alone.
+        row[f"pass@{k}_mean_during_training"] = statistics.fmean(
+            e[f"pass@{k}"] for r in rs for e in r["evals"] if e["step"] > 0
+        ) if any(e["step"] > 0 for r in rs for e in r["evals"]) else float("nan")
     verdict = None
     if "grpo" in rows and "pope" in rows:
-        gain = {m: rows[m][f"pass@{k}_after"] - rows[m][f"pass@{k}_before"] for m in rows}
+        diff = rows["pope"][f"pass@{k}_after"] - rows["grpo"][f"pass@{k}_after"]
+        # Binomial standard error of a difference of two pass@k fractions over n_eval problems
+        # each, averaged over seeds: differences under two of them are not evidence.
+        n = max(1, n_eval) * len(rows["pope"]["seeds"])
+        se = sum(rows[m][f"pass@{k}_after"] * (1 - rows[m][f"pass@{k}_after"]) / n for m in ("pope", "grpo")) ** 0.5
         verdict = {
-            f"pope_minus_grpo_pass@{k}_gain": gain["pope"] - gain["grpo"],
-            "pope_better": gain["pope"] > gain["grpo"],
+            f"pope_minus_grpo_pass@{k}_after": diff,
+            "standard_error": se,
+            "significant": abs(diff) > 2 * se,
+            f"pope_minus_grpo_pass@{k}_mean_during_training": (
+                rows["pope"][f"pass@{k}_mean_during_training"] - rows["grpo"][f"pass@{k}_mean_during_training"]
+            ),
         }
     return {"k": k, "methods": rows, "verdict": verdict}
 
@@ -505,7 +522,7 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", *, log: Callable[[s
                     f"{a[f'pass@{cfg.eval_k}']:.3f}, pass@1 {rec['before']['pass@1']:.4f} -> {a['pass@1']:.4f} "
                     f"({rec['wall_s']:.0f} s)")
     results = [done[(m, s)] for s in cfg.seeds for m in METHODS]
-    summary = summarize(cfg, results, guided_before)
+    summary = summarize(cfg, results, guided_before, len(tb.eval_set))
     summary.update(testbed=tb.stats, easy_accuracy=tb.easy_accuracy, preset=cfg.preset,
                    wall_s=round(time.perf_counter() - t0, 1))
     atomic_write_json(out / "summary.json", summary)
@@ -515,7 +532,13 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", *, log: Callable[[s
     v = summary["verdict"]
     if v is not None:
         k = cfg.eval_k
-        log(f"\nPOPE {'beats' if v['pope_better'] else 'does NOT beat'} GRPO on held-out unguided pass@{k} "
-            f"(gain difference {v[f'pope_minus_grpo_pass@{k}_gain']:+.4f}; {len(cfg.seeds)} seed(s)).")
+        d, se = v[f"pope_minus_grpo_pass@{k}_after"], v["standard_error"]
+        if not v["significant"]:
+            word = "no significant difference between POPE and GRPO"
+        else:
+            word = "POPE beats GRPO" if d > 0 else "GRPO beats POPE"
+        log(f"\nHeld-out unguided pass@{k} after training: {word} (POPE - GRPO = {d:+.4f} +- {se:.4f} "
+            f"s.e., {len(cfg.seeds)} seed(s); mean over the training curve: "
+            f"{v[f'pope_minus_grpo_pass@{k}_mean_during_training']:+.4f}).")
     log(f"outputs: {out}/summary.json, {out}/demo.png, {out}/results.jsonl")
     return summary
