@@ -90,11 +90,11 @@ def test_reward_agrees_with_math_verify():
 
 @pytest.mark.slow
 def test_pretraining_learns_is_cached_and_deterministic(tmp_cache):
-    cfg = PretrainConfig(model=TINY, levels=(1, 2), steps=40, batch_size=32, lr=3e-3,
+    cfg = PretrainConfig(model=TINY, levels=(1, 2), steps=80, batch_size=32, lr=3e-3,
                          context_levels=(3, 4), checkpoint_every=20)
     a = pretrain(cfg, progress=False, log=lambda _: None)
     meta = json.loads((tmp_cache / "demo" / f"base-{cfg.digest()}" / "config.json").read_text())["meta"]
-    assert meta["final_loss"] < 2.0  # from ~4.6 (uniform over 98 ids)
+    assert meta["final_loss"] < 2.5  # smoothed; starts at ~4.6 (uniform over 98 ids)
     b = pretrain(cfg, progress=False)  # cached: loaded, not retrained
     for (na, ta), (nb, tb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert na == nb and torch.equal(ta, tb)
