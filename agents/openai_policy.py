@@ -142,6 +142,9 @@ class OpenAIPolicy:
             body["return_token_ids"] = True
         if chat:
             body["messages"] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+            if body["messages"][-1].get("role") == "assistant":  # continue a partial answer (vLLM extension)
+                body["continue_final_message"] = True
+                body["add_generation_prompt"] = False
             body["logprobs"] = True
             body["top_logprobs"] = 0
         else:

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pope_env.agents.hf_policy import _check_sampling, plain_text_chat
+from pope_env.agents.hf_policy import _check_sampling, render_prompt
 from pope_env.agents.models import DEFAULT_MODEL, load_tokenizer, resolve_model, untied_copy
 from pope_env.agents.policy import Generation, Prompt, SamplingParams
 from pope_env.errors import ConfigError, DependencyError, PopeEnvError
@@ -91,6 +91,9 @@ class VLLMPolicy:
         **engine_kwargs: Any,
     ) -> None:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        # The engine serves a local folder; without this, config resolution offline waits
+        # minutes on hub look-ups before falling back to the folder.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             import vllm
             from vllm.platforms import current_platform
@@ -129,16 +132,8 @@ class VLLMPolicy:
 
     # ------------------------------------------------------------------ sampling
     def render(self, prompt: Prompt) -> str:
-        """The prompt text: plain text as is, chat messages through the chat template."""
-        if isinstance(prompt, str):
-            return prompt
-        if not isinstance(prompt, list) or not all(isinstance(m, dict) for m in prompt):
-            raise ConfigError(f"a prompt is a str or a list of chat message dicts, got {type(prompt).__name__}")
-        if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        if not self.chat_fallback:
-            raise ConfigError(f"model {self.name!r} has no chat template; pass text prompts or chat_fallback=True")
-        return plain_text_chat(prompt)
+        """The prompt text; see :func:`~pope_env.agents.hf_policy.render_prompt`."""
+        return render_prompt(self.tokenizer, prompt, chat_fallback=self.chat_fallback, name=self.name)
 
     def encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         """Token ids of each rendered prompt, as :class:`HFPolicy` computes them."""
