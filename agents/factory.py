@@ -35,5 +35,5 @@ def make_policy(model: str = "smollm2", *, backend: str = "hf", base_url: str | 
             raise ConfigError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         from pope_env.agents.openai_policy import OpenAIPolicy
 
-        return OpenAIPolicy(model, base_url=base_url, **kwargs)
+        return OpenAIPolicy(base_url, model=model, **kwargs)
     raise ConfigError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")

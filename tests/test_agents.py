@@ -74,12 +74,12 @@ def test_oracle_appends_a_boxed_answer_when_the_solution_has_none():
 def test_oracle_step_mode_walks_the_steps_and_ends_with_the_answer():
     p = Problem("p", "1+2+3?", "1+2=3. 3+3=6.", ("1+2=3.", " 3+3=6."), "6", "user")
     agent = OracleAgent({"p": p}, mode="step")
-    steps = [agent.act("", {"problem_id": "p", "step_index": k}) for k in range(2)]
+    steps = [agent.act("", {"problem_id": "p", "state_steps": k}) for k in range(2)]
     assert steps[0] == "1+2=3." and "\\boxed{6}" in steps[1]
     assert _correct("".join(steps), "6")
     with pytest.raises(EnvStateError, match="no step 2"):
-        agent.act("", {"problem_id": "p", "step_index": 2})
-    with pytest.raises(EnvStateError, match="step_index"):
+        agent.act("", {"problem_id": "p", "state_steps": 2})
+    with pytest.raises(EnvStateError, match="state_steps"):
         agent.act("", {"problem_id": "p"})
 
 
@@ -107,3 +107,17 @@ def test_random_agent_is_seeded_and_within_bounds():
 def test_echo_agent_returns_its_text_or_the_observation():
     assert EchoAgent().act_batch(["a", "∫ \\frac{1}{2}"], [{}, {}]) == ["a", "∫ \\frac{1}{2}"]
     assert EchoAgent("fixed").act("obs", {}) == "fixed"
+
+
+def test_oracle_step_mode_solves_the_step_env_from_any_roll_in(problems):
+    from pope_env.envs.steps import MathStepsEnv
+
+    env = MathStepsEnv(problems=problems[:5])
+    agent = OracleAgent(problems, mode="step")
+    for p in problems[:5]:
+        for prefix_len in (0, 1):
+            obs, info = env.reset(options={"problem_id": p.id, "prefix_len": min(prefix_len, len(p.steps) - 1)})
+            terminated = truncated = False
+            while not (terminated or truncated):
+                obs, reward, terminated, truncated, info = env.step(agent.act(obs, info))
+            assert terminated and reward == 1.0, (p.id, prefix_len)

