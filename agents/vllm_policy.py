@@ -193,6 +193,7 @@ class VLLMPolicy:
         tensors: dict[str, torch.Tensor] = {}
         for key, value in state_dict.items():
             if isinstance(value, torch.Tensor):
+                key = key.removeprefix("module.")  # a DDP-wrapped learner's names
                 tensors[key] = value.detach().to("cpu").contiguous().clone()
         if not tensors:
             raise WeightSyncError("sync_from got no tensors; pass model.state_dict()")
