@@ -220,7 +220,12 @@ class HFPolicy:
         step_ids, step_pos = input_ids, positions
         for _ in range(sampling.max_new_tokens):
             out = self.model(
-                input_ids=step_ids, attention_mask=attention, position_ids=step_pos, past_key_values=cache, use_cache=True
+                input_ids=step_ids,
+                attention_mask=attention,
+                position_ids=step_pos,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,  # the prefill needs only the last position's logits
             )
             cache = out.past_key_values
             logits = out.logits[:, -1, :].float()

@@ -76,6 +76,7 @@ def main() -> None:
     sampling = SamplingParams(temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0)
     warmup = SamplingParams(max_new_tokens=4, seed=0)
 
+    load_start = os.getloadavg()[0]  # other jobs on the machine skew both figures
     hf = HFPolicy(args.model, batch_size=args.prompts * args.n, progress=False)
     hf.generate(prompts[:2], sampling=warmup)
     hf_s, hf_tokens = timed_generate(hf, prompts, args.n, sampling)
@@ -95,6 +96,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
+        "load_average_1min_at_start_and_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "prompts": args.prompts,
         "n": args.n,
         "max_new_tokens": args.max_new_tokens,
