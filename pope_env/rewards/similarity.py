@@ -187,9 +187,7 @@ def parse_srl_output(text: Any) -> SRLOutput:
     start = text.index(THINK_OPEN)
     if text[:start].strip():
         raise SRLFormatError(f"text before {THINK_OPEN}")
-    end = text.index(THINK_CLOSE)
-    if end < start:
-        raise SRLFormatError(f"{THINK_CLOSE} comes before {THINK_OPEN}")
+    end = text.index(THINK_CLOSE)  # after start: a </think> before <think> is text before it
     step = text[end + len(THINK_CLOSE) :].strip()
     if not step:
         raise SRLFormatError(f"empty step after {THINK_CLOSE}")
