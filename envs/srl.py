@@ -204,6 +204,10 @@ class SRLMathEnv(gym.Env[str, str]):
     * ``tokenize``: optional ``str -> list[int]`` for token-level similarity.
     * ``render_mode``: ``None`` or ``"ansi"`` (returns the observation text).
 
+    Vector envs: ``gym.make_vec("SRL-Math-v0", num_envs=8, vectorization_mode="sync")``;
+    for ``"async"`` pass ``vector_kwargs={"shared_memory": False}`` (text observations
+    cannot live in shared memory).
+
     ## Version History
     * v0: initial version.
     """
@@ -234,11 +238,10 @@ class SRLMathEnv(gym.Env[str, str]):
     # --- helpers ------------------------------------------------------------------------
     def _observation(self) -> str:
         assert self._problem is not None
-        k = min(self._k, len(self._problem.steps))
-        if self._k > len(self._problem.steps):  # after the last step: the full solution
+        if self._k > len(self._problem.steps):  # after the last step: the whole solution
             steps = "\n".join(s.strip() for s in self._problem.steps)
             return f"Problem:\n{self._problem.question.strip()}\n\nSolution so far:\n{steps}\n\n(solution complete)"
-        return srl_user_text(self._problem, k)
+        return srl_user_text(self._problem, self._k)
 
     def _info(self) -> dict[str, Any]:
         assert self._problem is not None
