@@ -168,6 +168,31 @@ def bucket(n: int) -> str:
     return BUCKETS[-1]
 
 
+def megabyte_cases(solutions: dict[str, list[list[str]]]) -> dict[str, float]:
+    """Seconds ours takes on 1 MB generated steps (difflib would take minutes: not run).
+
+    Generated: real steps concatenated to 1 MB, or one step looped to 1 MB; expert: a
+    ~300-character step and the longest step (<= 5,000 characters) of the set.
+    """
+    steps = [st for sols in solutions.values() for sol in sols for st in sol]
+    short = min((st for st in steps if len(st) >= 300), key=len)
+    longest = max((st for st in steps if len(st) <= MAX_CHARS), key=len)
+    concat, size = [], 0
+    for st in steps * (1 + 1_000_000 // max(1, sum(map(len, steps)))):
+        concat.append(st)
+        size += len(st) + 1
+        if size >= 1_000_000:
+            break
+    generated = {"concatenated steps": " ".join(concat)[:1_000_000], "looped step": (short + " ") * (1_000_000 // (len(short) + 1))}
+    out = {}
+    for gname, gen in generated.items():
+        for ename, expert in (("300-char expert", short), (f"{len(longest)}-char expert", longest)):
+            t0 = time.perf_counter()
+            step_similarity(gen, expert)
+            out[f"1 MB {gname} vs {ename}"] = round(time.perf_counter() - t0, 4)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=600, help="number of (generated, expert) pairs")
@@ -181,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     rng = random.Random(args.seed)
-    pairs = make_pairs(expert_steps(args.problems, rng), args.pairs, rng)
+    solutions = expert_steps(args.problems, rng)
+    pairs = make_pairs(solutions, args.pairs, rng)
     impls: dict[str, Callable[[str, str], float]] = {
         "difflib": lambda a, b: difflib.SequenceMatcher(None, a, b).ratio(),
         "pope_env": step_similarity,
@@ -233,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             for k in BUCKETS
             if k in by_bucket
         },
+        "megabyte_seconds_ours": megabyte_cases(solutions),
         "repeats": args.repeats,
         "seed": args.seed,
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
@@ -247,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         if k in by_bucket:
             v = by_bucket[k]
             print(f"  total length {k:>10s} chars: {v['pairs']:4d} pairs, {v['speedup_vs_difflib']:6.1f}x difflib")
+    for k, v in result["megabyte_seconds_ours"].items():
+        print(f"  {k}: {v:.3f} s")
     print(f"wrote {args.out}")
     return 1 if mismatches else 0
 

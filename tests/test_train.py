@@ -202,7 +202,8 @@ def test_sft_oracle_lowers_the_oracle_loss(tmp_path):
 
 
 def test_methods_are_named_and_build_their_mixtures():
-    assert set(METHODS) == {"grpo", "pope", "entropy", "clip-higher", "passk", "mix-easy", "sft-oracle"}
+    assert set(METHODS) == {"grpo", "pope", "entropy", "clip-higher", "passk", "mix-easy", "sft-oracle",
+                            "srl", "srl-sequence", "srl-then-rlvr"}
     with pytest.raises(UnknownNameError, match="Known methods: clip-higher"):
         get_method("ppo")
     assert get_method("clip-higher").grpo_config().eps_high == 0.28

@@ -25,11 +25,14 @@
  *   - each row visits only positions j in [blo, bhi) (binary search instead of skipping);
  *   - rows whose element is not in b2j are skipped (a precomputed list of candidate rows);
  *   - difflib's per-row dict j2len is one array stamped with the row id, visited in
- *     descending j so the previous row's value at j-1 is read before it is overwritten.
+ *     descending j so the previous row's value at j-1 is read before it is overwritten;
+ *   - when the b range of a call is much shorter than its list of candidate rows (a huge
+ *     a against a short b), the same cells are visited column by column instead, with the
+ *     same recurrence and the same winner (largest k, then smallest end i, then end j).
  *
  * Cost: building b2j is O(len(a) + len(b)). One find_longest_match call costs
- * O(P + log) where P is the number of equal pairs (i, j) with b[j] still in b2j inside its
- * rectangle; the rectangles of one recursion level are disjoint, so a level costs at most
+ * O(P + min(rows, columns) * log) where P is the number of equal pairs (i, j) with b[j]
+ * still in b2j inside its rectangle; the rectangles of one recursion level are disjoint, so a level costs at most
  * P_total <= len(a) * min(len(b), len(b)//100 + 1) (the autojunk cap, when len(b) >= 200),
  * and there are at most min(len(a), len(b)) + 1 levels. The GIL is released while matching.
  */
