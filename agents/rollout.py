@@ -209,6 +209,24 @@ def problem_reward(fn: Callable[[str, Problem], float]) -> RewardFn:
     return reward_fn
 
 
+def math_reward(verifier: Any = None) -> RewardFn:
+    """1.0 when the completion's final answer equals the problem's gold answer (math-verify,
+    through :class:`pope_env.rewards.math.MathVerifier`, in parallel worker processes), else 0.0."""
+
+    def reward_fn(completions: Sequence[str], items: Sequence[PromptItem]) -> list[float]:
+        from pope_env.rewards.math import default_verifier
+
+        golds = []
+        for it in items:
+            if it.problem is None:
+                raise ConfigError(f"item {it.problem_id!r} has no problem attached; the math reward needs its answer")
+            golds.append(it.problem.answer)
+        scores = (verifier or default_verifier()).score_batch(list(completions), golds)
+        return [s.reward for s in scores]
+
+    return reward_fn
+
+
 def env_reward(env: Any) -> RewardFn:
     """Score each completion by one step of a single-turn Gymnasium env.
 

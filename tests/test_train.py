@@ -218,3 +218,49 @@ def test_methods_are_named_and_build_their_mixtures():
         build_source(get_method("pope"), render, hard=HARD, guidance={})
     with pytest.raises(ConfigError, match="easy set"):
         build_source(get_method("mix-easy"), render, hard=HARD)
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "pope_env", "train", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_cli_runs_hard_split_prefix_search_and_two_methods_then_resumes(tmp_path):
+    args = ["--learner", "tiny_learner:TinyLearner", "--method", "pope,grpo", "--dataset", "arith-hard",
+            "--limit", "4", "--k", "2", "--steps", "2", "--prompts-per-step", "2", "--group-size", "2",
+            "--max-new-tokens", "6", "--prompt-format", "text", "--eval-every", "1", "--eval-k", "2",
+            "--eval-problems", "2", "--save-every", "1", "--lr", "1e-3", "--no-progress", "--no-tensorboard",
+            "--out", str(tmp_path)]
+    first = _cli(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "hard set: 4 problems" in first.stdout and "pope " in first.stdout and "grpo " in first.stdout
+    for name in ("hard_split.jsonl", "guidance.jsonl", "summary.json", "passk.png",
+                 "pope/train_log.jsonl", "grpo/report.json"):
+        assert (tmp_path / name).exists(), name
+    pope_log = read_jsonl(tmp_path / "pope" / "train_log.jsonl")
+    assert [r["step"] for r in pope_log] == [1, 2]
+    assert all(r["guided_hard_success"] is not None for r in pope_log)  # guided prompts were trained on
+    again = _cli(*args)  # everything is finished: resumes, redoes nothing
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert read_jsonl(tmp_path / "pope" / "train_log.jsonl") == pope_log
+    bad = _cli(*args[:-1], str(tmp_path), "--lr", "5e-3")
+    assert bad.returncode == 2 and "grpo.lr" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cli_trains_the_default_smollm2_on_math(tmp_path):
+    pytest.importorskip("pope_env.agents.hf_policy", reason="HFPolicy lands with the policies branch")
+    out = tmp_path / "smol"
+    res = _cli("--model", "smollm2", "--method", "grpo", "--dataset", "math-train-l5", "--limit", "2", "--k", "2",
+               "--steps", "2", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "24",
+               "--eval-every", "0", "--eval-k", "2", "--eval-problems", "1", "--save-every", "2",
+               "--no-progress", "--out", str(out), timeout=580)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = read_jsonl(out / "grpo" / "train_log.jsonl")
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(r["trained_tokens"] > 0 and r["entropy"] > 0 for r in log)
