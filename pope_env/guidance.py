@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 from pope_env.errors import ConfigError, DataFormatError
 from pope_env.problem import Problem
+from pope_env.steps import max_prefix_len
 
 ChatMessages = list[dict[str, str]]
 
@@ -72,24 +73,15 @@ class GuidanceConfig:
 DEFAULT_CONFIG = GuidanceConfig()
 
 
-def answer_step_index(steps: tuple[str, ...] | list[str]) -> int | None:
-    """Index of the first step holding a ``\\boxed{`` answer, or ``None`` if no step does."""
-    for index, step in enumerate(steps):
-        if "\\boxed" in step:
-            return index
-    return None
-
-
 def prefix_cap(problem: Problem) -> int:
     """The largest prefix length ``i`` whose steps do not reveal the final answer.
 
-    The cap is the index of the first step holding ``\\boxed{...}``; when no step has a
-    box (e.g. CHAMP's free-text answers), the last step is taken to state the answer and
-    the cap is ``len(steps) - 1``. ``0`` means no prefix can be shown.
+    The same cap everywhere (:func:`pope_env.steps.max_prefix_len`): the step holding the
+    first ``\\boxed{...}`` and everything after it are excluded; for steps without a box
+    (CHAMP's free-text answers) the step stating the gold answer (else the last step) is
+    excluded. ``0`` means no prefix can be shown.
     """
-    steps = problem.steps
-    boxed = answer_step_index(steps)
-    return boxed if boxed is not None else max(len(steps) - 1, 0)
+    return max_prefix_len(problem)
 
 
 def check_guidable(problem: Problem) -> int:
