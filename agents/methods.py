@@ -132,8 +132,6 @@ def make_items(
             seg = guidance[p.id]
             start, prefix = (0, int(seg)) if isinstance(seg, int) else (int(seg[0]), int(seg[1]))
         options: dict[str, Any] = {"problem_id": p.id, "guided": guided, "prefix_len": prefix}
-        if start:
-            options["start"] = start
         prompt = render(p, prefix, start=start) if start else render(p, prefix)
         items.append(
             PromptItem(

@@ -24,7 +24,7 @@ from tiny_learner import TinyLearner  # noqa: E402
 from pope_env.agents.grpo import GRPOConfig, TokenLogprobs  # noqa: E402
 from pope_env.agents.methods import METHODS, build_source, get_method, make_items, sft_items  # noqa: E402
 from pope_env.agents.policy import SamplingParams  # noqa: E402
-from pope_env.agents.rollout import DynamicSamplingError  # noqa: E402
+from pope_env.agents.rollout import DynamicSamplingError, EnvSource, env_reward, math_reward  # noqa: E402
 from pope_env.agents.train import CheckpointError, TrainConfig, Trainer, TrainingDivergedError  # noqa: E402
 from pope_env.datasets import arithmetic  # noqa: E402
 from pope_env.errors import ConfigError, UnknownNameError  # noqa: E402
@@ -218,6 +218,35 @@ def test_methods_are_named_and_build_their_mixtures():
         build_source(get_method("pope"), render, hard=HARD, guidance={})
     with pytest.raises(ConfigError, match="easy set"):
         build_source(get_method("mix-easy"), render, hard=HARD)
+
+
+def test_env_source_and_env_reward_train_through_the_pope_math_env(tmp_path):
+    from pope_env.envs.math import MathEnv
+
+    problems = arithmetic.generate(6, 4, seed=3)
+    src = EnvSource(MathEnv(None, problems=problems, mode="pope"), seed=0, use_messages=False)
+    items = src.next_items(4)
+    assert sum(it.guided for it in items) == 2 and all(it.problem is None for it in items)
+    reward = env_reward(MathEnv(None, problems=problems, mode="pope"))
+    gold = {p.id: p.answer for p in problems}
+    assert reward([f"so \\boxed{{{gold[it.problem_id]}}}" for it in items], items) == [1.0] * 4
+    assert reward(["\\boxed{-1}"] * 4, items) == [0.0] * 4
+    state = src.state_dict()
+    upcoming = [(it.problem_id, it.guided) for it in src.next_items(3)]
+    again = EnvSource(MathEnv(None, problems=problems, mode="pope"), seed=0, use_messages=False)
+    again.load_state_dict(state)
+    assert [(it.problem_id, it.guided) for it in again.next_items(3)] == upcoming
+    Trainer(TinyLearner(0), src, reward, config(steps=1, eval_every=0), tmp_path).train()
+    rec = read_jsonl(tmp_path / "train_log.jsonl")[0]
+    assert rec["guided_hard_success"] == 0.0 and rec["unguided_hard_success"] == 0.0
+
+
+def test_math_reward_uses_real_math_verify_verdicts():
+    p = arithmetic.generate(1, 2, seed=0)[0]
+    item = make_items([p], render)[0]
+    r = math_reward()([f"\\boxed{{{p.answer}}}", f"\\boxed{{{int(p.answer) + 1}}}", f"\\boxed{{{p.answer}.0}}"],
+                      [item] * 3)
+    assert r == [1.0, 0.0, 1.0]
 
 
 # --- the CLI ---------------------------------------------------------------------------------
