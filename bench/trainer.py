@@ -53,22 +53,6 @@ class TokenCounter:
         return char_reward(completions)
 
 
-def hf_char_tokenizer():
-    """A transformers fast tokenizer with exactly :class:`tiny_learner.CharTokenizer`'s ids."""
-    from tiny_learner import BOS, CHARS, EOS, OFFSET, PAD
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<s>": BOS, "</s>": EOS, "<pad>": PAD}
-    vocab.update({c: OFFSET + i for i, c in enumerate(CHARS)})
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="?"))
-    tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="?")
-    fast.padding_side = "left"
-    return fast
-
-
 def prompts(n: int) -> list[str]:
     from pope_env.datasets import arithmetic
 
@@ -78,7 +62,7 @@ def prompts(n: int) -> list[str]:
 def make_learner(kind: str):
     """Our learner over the shared tiny model: the package's HFPolicy (with the char
     tokenizer) when it is installed and ``kind`` allows, else the tests' TinyLearner."""
-    from tiny_learner import TinyLearner, tiny_llama
+    from tiny_learner import TinyLearner, hf_char_tokenizer, tiny_llama
 
     if kind in ("auto", "hf"):
         try:
@@ -134,7 +118,7 @@ def run_ours(args, questions: list[str], steps: int) -> dict:
 def run_trl(args, questions: list[str], steps: int) -> dict:
     import torch
     from datasets import Dataset
-    from tiny_learner import tiny_llama
+    from tiny_learner import hf_char_tokenizer, tiny_llama
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 

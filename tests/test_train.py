@@ -201,6 +201,27 @@ def test_sft_oracle_lowers_the_oracle_loss(tmp_path):
     assert log[5]["sft_loss"] < log[0]["sft_loss"] - 0.1
 
 
+def test_hf_policy_learner_runs_sft_then_grpo_with_its_own_prompt_encoding(tmp_path):
+    from tiny_learner import hf_char_tokenizer, tiny_llama
+
+    from pope_env.agents.hf_policy import HFPolicy
+    from pope_env.agents.train import tokenize_pairs
+
+    policy = HFPolicy(tiny_llama(0), tokenizer=hf_char_tokenizer(), name="tiny-hf", progress=False)
+    items = make_items(HARD[:2], render)
+    prompt_ids, completion_ids = tokenize_pairs(policy, items)
+    assert prompt_ids == policy.encode([it.prompt for it in items])  # the ids it samples from
+    assert completion_ids[0][-1] == policy.tokenizer.eos_token_id
+    assert policy.tokenizer.decode(completion_ids[0][:-1]).replace(" ", "") == HARD[0].solution.replace(" ", "")
+    cfg = config(method="sft-oracle", steps=2, sft_steps=3, sft_lr=3e-3)
+    Trainer(policy, build_source(get_method("grpo"), render, hard=HARD), first_digit_reward, cfg, tmp_path,
+            sft_source=sft_items(HARD, render), eval_items=make_items(HARD[:2], render)).train()
+    log = read_jsonl(tmp_path / "train_log.jsonl")
+    assert [r["phase"] for r in log] == ["sft"] * 3 + ["rl"] * 2
+    assert log[2]["sft_loss"] < log[0]["sft_loss"]
+    assert all(r["trained_tokens"] > 0 and not r["skipped"] for r in log)
+
+
 def test_methods_are_named_and_build_their_mixtures():
     assert set(METHODS) == {"grpo", "pope", "entropy", "clip-higher", "passk", "mix-easy", "sft-oracle"}
     with pytest.raises(UnknownNameError, match="Known methods: clip-higher"):

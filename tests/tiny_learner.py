@@ -159,6 +159,22 @@ class TinyLearner:
         return TokenLogprobs(lp, cmask, ent)
 
 
+def hf_char_tokenizer():
+    """A transformers fast tokenizer with exactly :class:`CharTokenizer`'s ids (for HF code
+    paths: HFPolicy, TRL) and no chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<s>": BOS, "</s>": EOS, "<pad>": PAD}
+    vocab.update({c: OFFSET + i for i, c in enumerate(CHARS)})
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="?"))
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="?")
+    fast.padding_side = "left"
+    return fast
+
+
 def boxed_int_reward(completions: Sequence[str], items: Sequence[Any]) -> list[float]:
     """1.0 if the completion contains the problem's answer, else 0.0 (cheap test reward)."""
     return [1.0 if it.problem is not None and it.problem.answer in c else 0.0 for c, it in zip(completions, items)]
