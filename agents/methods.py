@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from pope_env.agents.grpo import GRPOConfig
 from pope_env.agents.policy import Prompt
@@ -38,9 +38,34 @@ from pope_env.agents.rollout import MixedSource, PromptItem, PromptSource, Rewar
 from pope_env.errors import ConfigError, UnknownNameError
 from pope_env.problem import Problem
 
-Renderer = Callable[[Problem, int], Prompt]
+Renderer = Callable[..., Prompt]
 """``render(problem, prefix_len)``: the prompt for a problem with the first ``prefix_len``
-oracle steps as guidance (0: unguided)."""
+oracle steps as guidance (0: unguided). For a guidance segment that does not start at step 0
+(prefix search's fallback), it is called as ``render(problem, prefix_len, start=start)``."""
+
+Segment = Union[int, tuple[int, int]]
+"""Guidance for one problem: a prefix length ``i*``, or ``(start, length)`` of oracle steps."""
+
+
+def default_renderer(prompt_format: str = "chat") -> Renderer:
+    """POPE's roll-in prompts from :mod:`pope_env.guidance`: chat messages
+    (``guided_messages``) or plain text (``guided_text``) for models without a chat template."""
+    from pope_env import guidance
+
+    if prompt_format not in ("chat", "text"):
+        raise ConfigError(f"prompt_format must be 'chat' or 'text', got {prompt_format!r}")
+    fn = guidance.guided_messages if prompt_format == "chat" else guidance.guided_text
+
+    def render(problem: Problem, prefix_len: int, *, start: int = 0) -> Prompt:
+        return fn(problem, prefix_len, start=start)
+
+    return render
+
+
+def guidance_segments(guidance_file: Any) -> dict[str, tuple[int, int]]:
+    """Problem id -> ``(start, length)`` from a loaded guidance file
+    (:func:`pope_env.prefix_search.load_guidance`): ``(0, i*)`` or the fallback segment."""
+    return {pid: (r.start, r.prefix_len) for pid, r in guidance_file.records.items()}
 
 
 @dataclass(frozen=True)
@@ -110,28 +135,30 @@ def make_items(
     render: Renderer,
     *,
     guided: bool = False,
-    guidance: Mapping[str, int] | None = None,
+    guidance: Mapping[str, Segment] | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> list[PromptItem]:
     """Prompt items for ``problems``, unguided or guided with each problem's ``i*``.
 
-    ``guidance`` maps problem id -> prefix length i* (from a guidance file). With
-    ``guided=True`` every problem must have an entry.
+    ``guidance`` maps problem id -> prefix length i* or ``(start, length)`` (see
+    :func:`guidance_segments`). With ``guided=True`` every problem must have an entry.
     """
     items = []
     for p in problems:
-        prefix = 0
+        start, prefix = 0, 0
         if guided:
             if guidance is None or p.id not in guidance:
                 raise ConfigError(
                     f"problem {p.id!r} has no prefix length i* in the guidance; run "
                     "`pope-env prefix-search` for this split or pass its guidance file"
                 )
-            prefix = int(guidance[p.id])
-        options = {"problem_id": p.id, "guided": guided, "prefix_len": prefix}
+            seg = guidance[p.id]
+            start, prefix = (0, int(seg)) if isinstance(seg, int) else (int(seg[0]), int(seg[1]))
+        options: dict[str, Any] = {"problem_id": p.id, "guided": guided, "prefix_len": prefix}
+        prompt = render(p, prefix, start=start) if start else render(p, prefix)
         items.append(
             PromptItem(
-                prompt=render(p, prefix), problem_id=p.id, guided=guided, prefix_len=prefix,
+                prompt=prompt, problem_id=p.id, guided=guided, prefix_len=prefix,
                 problem=p, options=options, tags=dict(tags or {}),
             )
         )
@@ -144,7 +171,7 @@ def build_source(
     *,
     hard: Sequence[Problem],
     easy: Sequence[Problem] = (),
-    guidance: Mapping[str, int] | None = None,
+    guidance: Mapping[str, Segment] | None = None,
     seed: int = 0,
 ) -> PromptSource:
     """The prompt source ``method`` trains on.
@@ -154,7 +181,7 @@ def build_source(
         render: Builds a prompt from a problem and a prefix length.
         hard: The hard split (pass@k = 0 for the base policy).
         easy: Easy problems (needed by ``mix-easy``).
-        guidance: Problem id -> i* (needed by ``pope``).
+        guidance: Problem id -> i* or ``(start, length)`` (needed by ``pope``).
         seed: Seed of the data order.
     """
     if not hard:
