@@ -175,6 +175,7 @@ def train_srl_then_rlvr(
     output_dir: str | os.PathLike[str],
     eval_items: Sequence[PromptItem] = (),
     srl_min_group_std: float = SRL_MIN_GROUP_STD,
+    srl_sft_steps: int = 0,
     seed: int = 0,
 ) -> tuple[Any, Any]:
     """SRL's curriculum: ``srl_steps`` SRL steps, then ``config.steps`` RLVR (GRPO) steps.
@@ -191,11 +192,14 @@ def train_srl_then_rlvr(
         rlvr_reward: The verifiable reward of the RLVR phase.
         config: The RLVR phase's :class:`~pope_env.agents.train.TrainConfig`; the SRL phase
             uses the same settings with ``steps=srl_steps``, dynamic sampling on with
-            ``min_group_std=srl_min_group_std``, and no SFT.
+            ``min_group_std=srl_min_group_std``, and ``sft_steps=srl_sft_steps``.
         srl_steps: GRPO steps of the SRL phase (``>= 1``).
         output_dir: Parent folder of both phases.
         eval_items: Evaluation prompts (verifiable reward) for the RLVR phase.
         srl_min_group_std: Dynamic sampling threshold of the SRL phase.
+        srl_sft_steps: SFT steps on the expert steps in SRL's format (:func:`srl_sft_items`)
+            before the SRL phase's RL steps: a warm start for models that do not yet write
+            ``<think>...</think>`` (0: none).
         seed: Seed of the SRL data order.
 
     Returns:
@@ -210,11 +214,12 @@ def train_srl_then_rlvr(
         config,
         method="srl-then-rlvr:srl",
         steps=srl_steps,
-        sft_steps=0,
+        sft_steps=srl_sft_steps,
         grpo=config.grpo.replace(dynamic_sampling=True, min_group_std=srl_min_group_std),
     )
+    sft_source = ShuffledItems(srl_sft_items(srl_problems), seed=seed, name="srl-sft") if srl_sft_steps else None
     srl_trainer = Trainer(learner, build_srl_source("step-similarity", srl_problems, seed=seed),
-                          step_similarity_reward, srl_config, out / "1-srl")
+                          step_similarity_reward, srl_config, out / "1-srl", sft_source=sft_source)
     srl_result = srl_trainer.train()
     rlvr_config = dataclasses.replace(config, method="srl-then-rlvr:rlvr")
     rlvr_trainer = Trainer(learner, rlvr_source, rlvr_reward, rlvr_config, out / "2-rlvr", eval_items=eval_items)
@@ -222,15 +227,37 @@ def train_srl_then_rlvr(
 
 
 def method_reward(kind: str, verifiable: RewardFn | None = None) -> RewardFn:
-    """The reward function a method trains on: ``"verifiable"`` (the given one),
-    ``"step-similarity"`` or ``"sequence-similarity"``."""
-    if kind == "step-similarity":
-        return step_similarity_reward
-    if kind == "sequence-similarity":
-        return sequence_similarity_reward_fn
+    """The reward function a method trains on.
+
+    Args:
+        kind: ``"verifiable"``, ``"step-similarity"`` or ``"sequence-similarity"``.
+        verifiable: The task's verifiable reward (e.g. math-verify). Required for
+            ``"verifiable"``. With a similarity kind it scores every item that is *not* an
+            SRL prompt (e.g. the trainer's unguided pass@k evaluation prompts), so one
+            function serves SRL training and task evaluation; without it, only SRL items
+            can be scored.
+    """
     if kind == "verifiable":
         if verifiable is None:
             raise ConfigError("this method trains on the verifiable reward; pass it (e.g. the math reward)")
         return verifiable
-    raise ConfigError(f"unknown reward kind {kind!r}; use 'verifiable', 'step-similarity' or 'sequence-similarity'")
+    if kind == "step-similarity":
+        similarity, split = step_similarity_reward, "srl"
+    elif kind == "sequence-similarity":
+        similarity, split = sequence_similarity_reward_fn, "srl-sequence"
+    else:
+        raise ConfigError(f"unknown reward kind {kind!r}; use 'verifiable', 'step-similarity' or 'sequence-similarity'")
+    if verifiable is None:
+        return similarity
 
+    def reward(completions: Sequence[str], items: Sequence[PromptItem]) -> list[float]:
+        ours = [i for i, it in enumerate(items) if it.tags.get("split") == split]
+        others = [i for i, it in enumerate(items) if it.tags.get("split") != split]
+        out = [0.0] * len(items)
+        for idx, fn in ((ours, similarity), (others, verifiable)):
+            if idx:
+                for i, r in zip(idx, fn([completions[i] for i in idx], [items[i] for i in idx])):
+                    out[i] = float(r)
+        return out
+
+    return reward

@@ -4,6 +4,8 @@ SRL-then-RLVR curriculum."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,6 +62,18 @@ def test_srl_methods_use_dynamic_sampling_at_001_and_their_own_prompts_and_rewar
         method_reward(get_method("grpo"))
     with pytest.raises(ConfigError, match="no problem has expert steps"):
         srl_items([Problem("x", "q", "", (), "", "t")])
+
+
+def test_method_reward_scores_srl_items_by_similarity_and_others_by_the_verifiable_reward():
+    def verifiable(completions, items):
+        return [0.5 if c == it.problem.answer else 0.25 for c, it in zip(completions, items)]
+
+    reward = method_reward(get_method("srl"), verifiable)
+    srl = srl_items(PROBLEMS[:1])[0]
+    task = make_items(PROBLEMS[:1], render)[0]
+    expert = srl.problem.steps[0]
+    got = reward([f"<think>t</think>{expert}", PROBLEMS[0].answer, "bad", "x"], [srl, task, srl, task])
+    assert got == [1.0, 0.5, -1.0, 0.25]
 
 
 def test_items_match_the_env_and_rewards_score_the_right_reference():
@@ -180,3 +194,23 @@ def test_srl_then_rlvr_curriculum(warm_learner, tmp_path):
         output_dir=tmp_path,
     )
     assert len(read_jsonl(tmp_path / "2-rlvr" / "train_log.jsonl")) == 1 and again[1].steps == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cli_trains_srl_then_rlvr_with_a_format_warm_start(tmp_path):
+    args = ["--learner", "tiny_learner:TinyLearner", "--method", "srl-then-rlvr", "--dataset", "arith-hard",
+            "--limit", "4", "--k", "2", "--steps", "1", "--srl-steps", "1", "--srl-sft-steps", "40",
+            "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "16", "--prompt-format", "text",
+            "--eval-every", "0", "--eval-k", "2", "--eval-problems", "2", "--lr", "1e-2", "--no-progress",
+            "--no-tensorboard", "--out", str(tmp_path)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-m", "pope_env", "train", *args], capture_output=True, text=True,
+                         timeout=580, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    srl_log = read_jsonl(tmp_path / "srl-then-rlvr" / "1-srl" / "train_log.jsonl")
+    assert [r["phase"] for r in srl_log] == ["sft"] * 40 + ["rl"]
+    assert srl_log[-1]["method"] == "srl-then-rlvr:srl" and srl_log[-1]["groups_sampled"] >= 4
+    rlvr_log = read_jsonl(tmp_path / "srl-then-rlvr" / "2-rlvr" / "train_log.jsonl")
+    assert [r["method"] for r in rlvr_log] == ["srl-then-rlvr:rlvr"]
+    assert "srl-then-rlvr" in res.stdout and (tmp_path / "summary.json").exists()

@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub.add_argument("--method", default="pope",
                      help="method(s), comma-separated, each trained from the base model: grpo, pope, "
-                          "entropy, clip-higher, passk, mix-easy, sft-oracle (see pope_env.agents.methods; "
-                          "default: pope)")
+                          "entropy, clip-higher, passk, mix-easy, sft-oracle, srl, srl-sequence, "
+                          "srl-then-rlvr (see pope_env.agents.methods; default: pope)")
     sub.add_argument("--dataset", default="math-train-l5", help="training problems (default: math-train-l5)")
     sub.add_argument("--split", help="hard-split file to use instead of measuring one")
     sub.add_argument("--guidance", help="guidance file (i* per problem) to use instead of searching")
@@ -49,6 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--dynamic-sampling", action="store_true",
                      help="drop groups with zero reward variance and refill the batch")
     sub.add_argument("--sft-steps", type=int, default=None, help="SFT steps of sft-oracle (default: the method's)")
+    sub.add_argument("--srl-steps", type=int, default=None,
+                     help="SRL-phase steps of srl-then-rlvr; --steps then counts the RLVR phase (default: --steps)")
+    sub.add_argument("--srl-sft-steps", type=int, default=0,
+                     help="SRL methods: SFT steps on the expert steps written as <think></think>step before "
+                          "RL, a format warm start for models that do not yet use the tags (default: 0)")
+    sub.add_argument("--min-group-std", type=float, default=None,
+                     help="dynamic sampling threshold: groups with reward std <= this are dropped "
+                          "(default: 0.01 for the SRL methods, 0 otherwise)")
     sub.add_argument("--eval-every", type=int, default=10, help="evaluate every N steps (default: 10)")
     sub.add_argument("--eval-k", type=int, default=8, help="samples per evaluation problem (default: 8)")
     sub.add_argument("--eval-problems", type=int, default=64, help="hard problems evaluated (default: 64)")
@@ -65,7 +73,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pope_env.agents.grpo import GRPOConfig
-    from pope_env.agents.methods import build_source, default_renderer, get_method, guidance_segments, make_items, sft_items
+    from pope_env.agents.methods import (
+        build_source,
+        default_renderer,
+        get_method,
+        guidance_segments,
+        make_items,
+        method_reward,
+        sft_items,
+    )
+    from pope_env.agents.rollout import ShuffledItems
+    from pope_env.agents.srl import srl_sft_items, train_srl_then_rlvr
     from pope_env.agents.rollout import math_reward
     from pope_env.agents.train import TrainConfig, Trainer, plot_passk
     from pope_env.cli._sampling_args import make_sampling
@@ -129,21 +147,45 @@ def run(args: argparse.Namespace) -> int:
         if not train_hard:
             raise ConfigError("no hard problem has guidance; check the guidance file")
         sft = method.sft_steps if args.sft_steps is None else args.sft_steps
-        grpo = method.grpo_config(GRPOConfig(
+        srl = method.reward != "verifiable"
+        if srl:
+            sft = args.srl_sft_steps if not method.then else 0
+        base_grpo = GRPOConfig(
             lr=args.lr, micro_batch_size=args.micro_batch_size, max_grad_norm=args.max_grad_norm,
             kl_beta=args.kl_beta, scale_by_std=args.scale_by_std, dynamic_sampling=args.dynamic_sampling,
-        ))
+        )
+        grpo = method.grpo_config(base_grpo)
+        if args.min_group_std is not None:
+            grpo = grpo.replace(min_group_std=args.min_group_std)
+        if method.then:  # a curriculum: the config is the second (RLVR) phase's
+            grpo = get_method(method.then).grpo_config(base_grpo)
         config = TrainConfig(
             method=method.name, steps=args.steps, sft_steps=sft, prompts_per_step=args.prompts_per_step,
             group_size=args.group_size, sampling=sampling, grpo=grpo, seed=args.seed,
             eval_every=args.eval_every, eval_k=args.eval_k, save_every=args.save_every,
             mixed_precision=args.mixed_precision, tensorboard=not args.no_tensorboard, progress=progress,
         )
-        source = build_source(method, render, hard=train_hard, easy=easy, guidance=segments, seed=args.seed)
         print(f"[3/3] training {method.name}: {method.description} -> {out / method.name}")
-        trainer = Trainer(learner, source, reward, config, out / method.name, eval_items=eval_items,
-                          sft_source=sft_items(train_hard, render, seed=args.seed) if sft else None)
-        result = trainer.train()
+        if method.then:
+            then = get_method(method.then)
+            _, result = train_srl_then_rlvr(
+                learner, srl_problems=train_hard,
+                rlvr_source=build_source(then, render, hard=train_hard, easy=easy, guidance=segments, seed=args.seed),
+                rlvr_reward=reward, config=config, srl_steps=args.steps if args.srl_steps is None else args.srl_steps,
+                output_dir=out / method.name, eval_items=eval_items,
+                srl_min_group_std=grpo.min_group_std if args.min_group_std is None else args.min_group_std,
+                srl_sft_steps=args.srl_sft_steps, seed=args.seed,
+            )
+        else:
+            source = build_source(method, render, hard=train_hard, easy=easy, guidance=segments, seed=args.seed)
+            if srl:
+                sft_source = ShuffledItems(srl_sft_items(train_hard), seed=args.seed, name="srl-sft") if sft else None
+            else:
+                sft_source = sft_items(train_hard, render, seed=args.seed) if sft else None
+            # SRL methods train on similarity; the evaluation prompts are still scored by math-verify
+            trainer = Trainer(learner, source, method_reward(method, reward), config, out / method.name,
+                              eval_items=eval_items, sft_source=sft_source)
+            result = trainer.train()
         first = result.evals[0] if result.evals else {}
         last = result.evals[-1] if result.evals else {}
         key = f"pass@{args.eval_k}"
@@ -153,10 +195,10 @@ def run(args: argparse.Namespace) -> int:
 
     # 4. report over every method run in this folder (earlier invocations included)
     runs = {}
-    for log in sorted(out.glob("*/eval_log.jsonl")):
+    for log in sorted(out.glob("*/eval_log.jsonl")) + sorted(out.glob("*/2-rlvr/eval_log.jsonl")):
         points = [(r["step"], r[f"pass@{args.eval_k}"]) for r in read_jsonl(log, strict=False)
                   if f"pass@{args.eval_k}" in r]
-        runs[log.parent.name] = points
+        runs[log.relative_to(out).parts[0]] = points  # srl-then-rlvr: its RLVR phase
     plot = plot_passk(runs, out / "passk.png", k=args.eval_k)
     atomic_write_json(out / "summary.json", {"dataset": args.dataset, "model": args.model, "hard": len(hard),
                                              "runs": rows})
