@@ -89,7 +89,7 @@ def test_rewards_exact_copy_format_failures_and_non_strings(problems):
     env.reset(options={"problem_id": p.id})
     _, r, *_ = env.step(f"<think>copy</think>\n{p.steps[0]}\n")
     assert r == 1.0
-    for bad in ["no tags at all", "<think>unclosed", "<think>a</think>", "pre <think>a</think>b", 42, None, ["x"]]:
+    for bad in ["", "   ", "no tags at all", "<think>unclosed", "<think>a</think>", "pre <think>a</think>b", 42, None, ["x"]]:
         env.reset(options={"problem_id": p.id, "step": 1})
         _, r, terminated, _, info = env.step(bad)
         assert r == -1.0 and info["format_ok"] is False and info["format_error"] and info["similarity"] is None
