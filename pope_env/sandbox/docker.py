@@ -57,7 +57,7 @@ class DockerSandbox:
     Args:
         image: Image tag holding the repository at ``workdir`` (see :mod:`pope_env.swe.images`).
         workdir: The repository's path in the image.
-        base_commit: Commit to check out (``git checkout -f`` + ``git clean -fd``) at start;
+        base_commit: Commit to check out (``git checkout -f``) at start;
             :meth:`diff` is taken against it. ``None``: the image's ``HEAD``.
         limits: Resource and output limits.
         user: ``uid:gid`` commands run as.
@@ -119,7 +119,7 @@ class DockerSandbox:
             _live.add(self)
         self._finalizer = weakref.finalize(self, _remove, self._api, container.id)
         try:
-            checkout = (f"git checkout -qf {shlex.quote(base_commit)} && git clean -fdq && "
+            checkout = (f"git checkout -qf {shlex.quote(base_commit)} && "
                         if base_commit else "")
             res = self.exec(checkout + "git rev-parse HEAD", timeout=120)
             if res.exit_code != 0:

@@ -310,7 +310,9 @@ def ensure_repo_image(spec: RepoImageSpec, *, base_tag: str | None = None, progr
             "RUN chmod 755 /usr/local/bin/pip-install",
             f"COPY --chown={SANDBOX_UID}:{SANDBOX_UID} testbed {TESTBED}",
             *run_lines,
-            f"RUN chown -R {SANDBOX_UID}:{SANDBOX_UID} {TESTBED}",
+            # build artefacts of the install commands (egg-info, ...) must not enter diffs
+            f"RUN cd {TESTBED} && git ls-files --others --exclude-standard --directory >> .git/info/exclude"
+            f" && chown -R {SANDBOX_UID}:{SANDBOX_UID} {TESTBED}",
             f"WORKDIR {TESTBED}",
         ]) + "\n"
         (ctx / "Dockerfile").write_text(dockerfile)

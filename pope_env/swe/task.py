@@ -26,6 +26,19 @@ REQUIRED_FIELDS = ("instance_id", "repo", "base_commit", "problem_statement", "t
                    "FAIL_TO_PASS", "PASS_TO_PASS")
 
 
+def expert_commands(trajectory: Any) -> list[str]:
+    """The shell commands of an expert trajectory (steps as objects with ``command``, dicts or str)."""
+    out = []
+    for step in trajectory:
+        if isinstance(step, str):
+            out.append(step)
+        elif isinstance(step, Mapping):
+            out.append(str(step.get("command", step.get("action", ""))))
+        else:
+            out.append(str(step.command))
+    return out
+
+
 def _get(record: Any, name: str, default: Any = None) -> Any:
     if isinstance(record, Mapping):
         return record.get(name, default)
