@@ -89,11 +89,11 @@ class DockerSandbox:
 
         name = f"pope-env-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            container = self._client.containers.run(
+            # create + start (not run): run would try to pull a missing image from a registry
+            container = self._client.containers.create(
                 image,
                 command=["sleep", str(int(limits.lifetime_s))],
                 name=name,
-                detach=True,
                 auto_remove=True,
                 init=True,
                 network_mode="none",
@@ -109,6 +109,11 @@ class DockerSandbox:
                 environment=_ENV,
                 labels={SANDBOX_LABEL: "1", **owner_labels()},
             )
+            try:
+                container.start()
+            except BaseException:
+                _remove(self._api, container.id)
+                raise
         except docker.errors.ImageNotFound as exc:
             raise SandboxError(f"image {image!r} not found; build it with `pope-env swe build-images`") from exc
         except docker.errors.DockerException as exc:
@@ -195,9 +200,12 @@ class DockerSandbox:
         self._check_open()
         full = self._abspath(path)
         parent, name = posixpath.split(full)
-        res = self.exec(f"mkdir -p {shlex.quote(parent)}", timeout=30)
+        # the engine writes archives as root: check first that the sandbox user could write here
+        q = shlex.quote(full)
+        res = self.exec(f"mkdir -p {shlex.quote(parent)} && test -w {shlex.quote(parent)} && "
+                        f"{{ [ ! -e {q} ] || {{ [ -f {q} ] && [ ! -L {q} ] && [ -w {q} ]; }}; }}", timeout=30)
         if res.exit_code != 0:
-            raise PermissionError(f"cannot create {parent} in the sandbox: {res.output.strip()}")
+            raise PermissionError(f"the sandbox user cannot write {full}: {res.output.strip() or 'permission denied'}")
         data = content.encode("utf-8")
         buf = io.BytesIO()
         uid, gid = (int(x) for x in self.user.split(":"))
