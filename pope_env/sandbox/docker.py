@@ -43,6 +43,13 @@ _ENV = {
     "PIP_NO_INDEX": "1",
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 }
+# Runs the command under `timeout` in its own process group, then stops and kills whatever
+# the command left in that group (background jobs, a fork bomb still forking) so that the
+# next command finds the sandbox's pids free. Builtins only: the pids limit may be full.
+_RUNNER = """timeout -k 2 "$1" bash -c "$2" </dev/null & t=$!
+wait $t; rc=$?
+while kill -0 -- -$t 2>/dev/null; do kill -STOP -- -$t 2>/dev/null; kill -KILL -- -$t 2>/dev/null; done
+exit $rc"""
 _live: "weakref.WeakSet[DockerSandbox]" = weakref.WeakSet()
 _live_lock = threading.Lock()
 
@@ -149,7 +156,7 @@ class DockerSandbox:
         if timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
         keep = self.limits.output_bytes if max_output_bytes == -1 else max_output_bytes
-        argv = ["timeout", "-k", "2", f"{timeout:g}s", "bash", "-c", command]
+        argv = ["bash", "-c", _RUNNER, "pope-env-exec", f"{timeout:g}s", command]
         start = time.perf_counter()
         try:
             exec_id = self._api.exec_create(self.container_id, argv, user=self.user, workdir=self.workdir,
