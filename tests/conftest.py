@@ -49,6 +49,9 @@ def _leaked_sandboxes() -> list[str] | None:
 
 
 def pytest_sessionfinish(session, exitstatus):
+    import gc
+
+    gc.collect()  # sandboxes that only garbage holds are closed by their finalizers
     leaked = _leaked_sandboxes()
     session.config._pope_env_leaked = leaked
     if leaked:
