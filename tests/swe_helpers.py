@@ -138,3 +138,34 @@ def tiny_image(tiny_repo) -> str:
 @pytest.fixture(scope="session")
 def tiny_task(tiny_image, tiny_repo) -> SWETask:
     return SWETask.from_record(task_record(image=tiny_image, repo_dir=tiny_repo))
+
+
+class ScriptedPolicy:
+    """A policy that replies with fixed texts in turn (a stand-in for an LLM's replies, so the
+    agent loop's parsing and recovery can be tested exactly); records the prompts it saw."""
+
+    name = "scripted"
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.prompts = []
+
+    def generate(self, prompts, *, n=1, sampling=None):
+        from pope_env.agents.policy import Generation
+
+        self.prompts.extend(prompts)
+        return [[Generation(text=self.replies.pop(0) if self.replies else "```bash\nsubmit\n```")]
+                for _ in prompts]
+
+
+FIXING_REPLIES = [
+    "Let me look at add.\n```bash\ngrep -n 'def add' -A 3 calc/__init__.py\n```",
+    "I will fix it now, and run tests.\n```bash\nsed -i 's/a - b/a + b/' calc/__init__.py\n```\n```bash\nls\n```",
+    "Sorry, one command only.\n```bash\nsed -i 's/a - b/a + b/' calc/__init__.py\n```",
+    "Done.\n```bash\nsubmit\n```",
+]
+
+
+def scripted_fixer():
+    """``MODULE:FACTORY`` target for swe-eval: a scripted policy that fixes the tiny bug."""
+    return ScriptedPolicy(FIXING_REPLIES)
