@@ -24,6 +24,8 @@ START_MARK = ">>>>> pope-env tests start"
 END_MARK = ">>>>> pope-env tests end"
 _PATCH_PATH = "/tmp/pope-env-model.patch"
 _TEST_PATCH_PATH = "/tmp/pope-env-test.patch"
+_APPLY_FAILED = ">>>>> pope-env patch apply failed"
+_TEST_PATCH_FAILED = ">>>>> pope-env test patch apply failed"
 
 
 @dataclass
@@ -89,15 +91,6 @@ def grade_log(task: SWETask, log: str) -> tuple[str, dict[str, dict[str, list[st
     return grading.get_resolution_status(report), report
 
 
-def apply_patch(sandbox: Sandbox, patch: str, path: str = _PATCH_PATH) -> tuple[bool, str]:
-    """Apply ``patch`` in ``sandbox`` like SWE-bench's harness; returns (applied, message)."""
-    sandbox.write_file(path, patch if patch.endswith("\n") else patch + "\n")
-    q = shlex.quote(path)
-    res = sandbox.exec(f"git apply --verbose {q} 2>&1 || {{ command -v patch >/dev/null && "
-                       f"patch --batch --fuzz=5 -p1 -i {q} 2>&1; }}", timeout=120)
-    return res.exit_code == 0, res.output.strip()[-2000:]
-
-
 def grade_patch(
     task: SWETask,
     patch: str,
@@ -126,25 +119,34 @@ def grade_patch(
     if not patch.strip():
         return result(False, "EMPTY_PATCH", "the patch is empty: nothing was changed")
     factory = sandbox_factory or (lambda t: t.start_sandbox(backend=backend, limits=limits))
+    q_model, q_test = shlex.quote(_PATCH_PATH), shlex.quote(_TEST_PATCH_PATH)
+    files = " ".join(shlex.quote(f) for f in task.test_files())
+    # one script, like SWE-bench's eval.sh: apply the patch (git apply, else patch --fuzz),
+    # restore the test files the agent may have edited, apply the test patch, run the tests
+    script = "\n".join([
+        f"git apply --verbose {q_model} >/tmp/apply.log 2>&1 || {{ command -v patch >/dev/null && "
+        f"patch --batch --fuzz=5 -p1 -i {q_model} >>/tmp/apply.log 2>&1; }} || "
+        f"{{ echo '{_APPLY_FAILED}'; cat /tmp/apply.log; exit 0; }}",
+        f"git checkout -q {{base}} -- {files} 2>/dev/null" if files else "true",
+        (f"git apply --verbose {q_test} >/tmp/test-apply.log 2>&1 || "
+         f"{{ echo '{_TEST_PATCH_FAILED}'; cat /tmp/test-apply.log; exit 0; }}") if task.test_patch.strip() else "true",
+        f"echo '{START_MARK}'",
+        task.default_test_cmd(),
+        f"echo '{END_MARK}'",
+    ])
     with factory(task) as sandbox:
-        ok, message = apply_patch(sandbox, patch)
-        if not ok:
-            return result(False, "PATCH_APPLY_FAILED", f"the patch does not apply: {message}")
-        files = " ".join(shlex.quote(f) for f in task.test_files())
-        if files:
-            # restore the tests the agent may have edited, as SWE-bench's eval script does
-            sandbox.exec(f"git checkout -q {shlex.quote(sandbox.base_commit)} -- {files} 2>/dev/null; true",
-                         timeout=60)
+        sandbox.write_file(_PATCH_PATH, patch if patch.endswith("\n") else patch + "\n")
         if task.test_patch.strip():
             sandbox.write_file(_TEST_PATCH_PATH, task.test_patch)
-            res = sandbox.exec(f"git apply --verbose {_TEST_PATCH_PATH} 2>&1", timeout=120)
-            if res.exit_code != 0:
-                return result(False, "ERROR", f"the test patch does not apply on top of the patch: {res.output[-1500:]}")
-        run = sandbox.exec(f"echo '{START_MARK}'; {task.default_test_cmd()}; echo '{END_MARK}'",
-                           timeout=timeout_s, max_output_bytes=None)
-        log = run.stdout + run.stderr
-        if run.timed_out:
-            return result(False, "TESTS_TIMEOUT", f"the tests ran past {timeout_s:g} s and were killed", log=log)
+        run = sandbox.exec(script.replace("{base}", shlex.quote(sandbox.base_commit)), timeout=timeout_s,
+                           max_output_bytes=None)
+    log = run.stdout + run.stderr
+    if log.startswith(_APPLY_FAILED):
+        return result(False, "PATCH_APPLY_FAILED", f"the patch does not apply: {log[len(_APPLY_FAILED):].strip()[-2000:]}")
+    if log.startswith(_TEST_PATCH_FAILED):
+        return result(False, "ERROR", f"the test patch does not apply on top of the patch: {log[-1500:]}")
+    if run.timed_out:
+        return result(False, "TESTS_TIMEOUT", f"the tests ran past {timeout_s:g} s and were killed", log=log)
     status, report = grade_log(task, log)
     resolved = status == resolved_status.FULL.value
     if resolved:
