@@ -79,10 +79,9 @@ def run_reap(args) -> int:
     from pope_env.sandbox.reaper import reap_orphans
 
     reaped = reap_orphans(dry_run=args.dry_run)
-    verb = "would remove" if args.dry_run else "removed"
     for r in reaped:
-        print(f"{verb} {r.kind} {r.name}")
-    print(f"{len(reaped)} orphan(s) {verb}")
+        print(f"{'would remove' if args.dry_run else 'removed'} {r.kind} {r.name}")
+    print(f"{len(reaped)} orphan(s) {'would be removed' if args.dry_run else 'removed'}")
     return 0
 
 
