@@ -49,6 +49,44 @@ ENV_SPECS: list[EnvSpecEntry] = [
         {"dataset": "math500", "mode": "unguided"},
         "MATH-500, unguided (evaluation).",
     ),
+    # --- step-level math (envs/steps.py) -------------------------------------------------
+    EnvSpecEntry(
+        "POPE-Math-Steps-v0",
+        "pope_env.envs.steps:MathStepsEnv",
+        {"dataset": "math-train", "mode": "unguided"},
+        "Step-level MDP on MATH train: one reasoning step per action; roll in from any state.",
+    ),
+    EnvSpecEntry(
+        "POPE-Math-Steps-Hard-v0",
+        "pope_env.envs.steps:MathStepsEnv",
+        {"dataset": "math-train-l5", "mode": "pope"},
+        "Step-level MDP on the hard split, guided and unguided starts mixed 1:1.",
+    ),
+    EnvSpecEntry(
+        "POPE-Math-Steps-Guided-v0",
+        "pope_env.envs.steps:MathStepsEnv",
+        {"dataset": "math-train-l5", "mode": "guided"},
+        "Step-level MDP on the hard split, always starting after the oracle prefix i*.",
+    ),
+    # --- SWE tasks in a sandbox (envs/swe.py) ---------------------------------------------
+    EnvSpecEntry(
+        "POPE-SWE-v0",
+        "pope_env.envs.swe:SWEEnv",
+        {"mode": "unguided"},
+        "Local SWE-bench-format instances; shell commands in a sandbox, reward 1 if resolved.",
+    ),
+    EnvSpecEntry(
+        "POPE-SWE-Guided-v0",
+        "pope_env.envs.swe:SWEEnv",
+        {"mode": "guided"},
+        "As POPE-SWE-v0, with the expert's first i commands replayed as the roll-in.",
+    ),
+    EnvSpecEntry(
+        "SRL-SWE-v0",
+        "pope_env.envs.swe:SWEEnv",
+        {"mode": "srl"},
+        "Predict the expert's next command; reward = SRL step similarity.",
+    ),
 ]
 
 

@@ -1,0 +1,507 @@
+"""Verifiable math reward: extract the final answer, check it against the gold answer.
+
+Reward (unitless): ``1.0`` if the completion's final answer is mathematically equal to the
+gold answer according to math-verify, else ``0.0``. Every score is a :class:`MathScore`
+that also says whether the answer was in the requested format and whether verification
+ran out of time.
+
+How a completion is scored (:meth:`MathVerifier.score_batch`):
+
+1. **Guard** (in the calling process): a non-string, a string longer than ``max_chars``
+   (default 2,000,000 characters) or one that is not valid unicode (lone surrogates) scores
+   ``0`` with ``format_ok=False`` and is never sent to a worker.
+2. **Extract** the answer with :func:`extract_answer` (linear-time scans).
+3. **Exact match**: if the extracted answer equals the gold answer after a light
+   normalisation (whitespace, ``\\left``/``\\right``, thin spaces, ``\\dfrac``), it is
+   correct without calling math-verify.
+4. **Verify** otherwise in a worker process: ``verify(parse(\\boxed{gold}),
+   parse(\\boxed{answer}))`` with math-verify's own SIGALRM timeouts disabled. The gold is
+   parsed once per distinct gold answer (cached in each worker). A worker that exceeds
+   ``timeout_s`` wall-clock seconds is killed and replaced; its item scores
+   ``timed_out=True``, reward ``0``. A worker that crashes is replaced the same way.
+   Verdicts are cached per ``(gold, answer)``, so a group of rollouts with the same
+   answer is verified once.
+
+Workers are separate Python processes started with :mod:`subprocess` (not
+:mod:`multiprocessing`), so the verifier works in scripts without a ``__main__`` guard, in
+notebooks and inside daemonic processes such as Gymnasium's async vector-env workers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import json
+import os
+import re
+import selectors
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pope_env.errors import ConfigError, DependencyError
+from pope_env.problem import Problem
+from pope_env.rewards.boxed import last_boxed
+
+__all__ = [
+    "MathScore",
+    "MathVerifier",
+    "extract_answer",
+    "default_verifier",
+    "score_completion",
+    "math_reward",
+]
+
+DEFAULT_MAX_CHARS = 2_000_000
+_WORKER_SCRIPT = Path(__file__).with_name("_verify_worker.py")
+_WORKER_START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class MathScore:
+    """The verdict on one completion.
+
+    Attributes:
+        reward: ``1.0`` if ``correct`` else ``0.0``.
+        correct: The extracted answer equals the gold answer (exact match or math-verify).
+        format_ok: The answer came from a ``\\boxed{}``/``\\fbox{}`` (the format pope-env's
+            prompts ask for). ``False`` when a fallback found it, when no answer was found,
+            or when the completion was rejected (not a string, too long, invalid unicode).
+        timed_out: Verification exceeded the wall-clock limit (the worker was killed).
+        extracted: The extracted answer text, or ``None``.
+    """
+
+    reward: float
+    correct: bool
+    format_ok: bool
+    timed_out: bool
+    extracted: str | None
+
+
+# --------------------------------------------------------------------------- extraction
+
+_FINAL_ANSWER = re.compile(
+    r"(?:final\s+answer|the\s+answer)\s*(?:is|:|=)\s*:?\s*(?P<ans>[^\n]{1,200})", re.IGNORECASE
+)
+_HASHES = re.compile(r"^[ \t]*####\s*(?P<ans>[^\n]{1,200})", re.MULTILINE)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_TAIL_FOR_NUMBER = 2_000  # the last-number fallback looks at the end of the text only
+
+
+def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    last = None
+    for last in pattern.finditer(text):
+        pass
+    return last
+
+
+def _clean_inline(ans: str) -> str:
+    """``"$\\frac12$."`` -> ``"\\frac12"``: strip math delimiters and sentence punctuation."""
+    ans = ans.strip()
+    inline = re.match(r"^\$+(.+?)\$+", ans) or re.match(r"^\\\((.+?)\\\)", ans)
+    if inline:
+        return inline.group(1).strip()
+    ans = re.split(r"(?<=[^\d])\.\s|\.$", ans, maxsplit=1)[0]
+    return ans.strip().rstrip(".").strip("$ ").strip()
+
+
+def extract_with_format(text: str) -> tuple[str | None, bool]:
+    """``(answer, format_ok)``; see :func:`extract_answer` for the rules."""
+    boxed = last_boxed(text)
+    if boxed:
+        return boxed, True
+    m = _last_match(_FINAL_ANSWER, text)
+    if m:
+        ans = _clean_inline(m.group("ans"))
+        if ans:
+            return ans, False
+    m = _last_match(_HASHES, text)
+    if m:
+        ans = m.group("ans").strip().rstrip(".")
+        if ans:
+            return ans, False
+    numbers = _NUMBER.findall(text[-_TAIL_FOR_NUMBER:])
+    if numbers:
+        return numbers[-1].replace(",", ""), False
+    return None, False
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer of a completion, or ``None``.
+
+    In order of preference:
+
+    1. the content of the last well-formed ``\\boxed{...}`` / ``\\fbox{...}`` /
+       ``\\boxed X`` (the requested format: ``format_ok=True``);
+    2. the text after the last "final answer is" / "the answer is" / "answer:" on its line
+       (math delimiters and a trailing period removed);
+    3. the text after the last ``#### `` line (GSM8K style);
+    4. the last number in the last 2,000 characters (``-3``, ``1,000``, ``2.5``, ``3/4``).
+
+    Answers found by rules 2-4 are still verified and can score 1, but their
+    ``MathScore.format_ok`` is ``False``, so a trainer can penalise or filter them.
+    """
+    return extract_with_format(text)[0]
+
+
+_NORMALISE_DROP = re.compile(r"\s+|\\left|\\right|\\[!,;: ]|\$|\\displaystyle")
+
+
+def _normalise(answer: str) -> str:
+    """Light normalisation for the exact-match fast path; equal normal forms are equal
+    answers (so this never turns a wrong answer right), not the other way round."""
+    s = _NORMALISE_DROP.sub("", answer)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    return s.rstrip(".")
+
+
+def _is_valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- worker pool
+
+
+class _Worker:
+    """One verification process and its line-buffered stdout."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", str(_WORKER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            close_fds=True,
+        )
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.buffer = b""
+        self.started = time.monotonic()
+        self.ready = False
+        self.task: int | None = None  # index of the item being verified
+        self.deadline = 0.0
+
+    def fileno(self) -> int:
+        return self.proc.stdout.fileno()
+
+    def send(self, index: int, gold: str, answer: str, timeout_s: float) -> None:
+        line = json.dumps({"id": index, "gold": gold, "answer": answer}) + "\n"
+        self.proc.stdin.write(line.encode("utf-8"))
+        self.proc.stdin.flush()
+        self.task = index
+        self.deadline = time.monotonic() + timeout_s
+
+    def read_messages(self) -> tuple[list[dict[str, Any]], bool]:
+        """Complete messages available now, and whether the worker's stdout closed."""
+        eof = False
+        while True:
+            try:
+                chunk = os.read(self.fileno(), 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                eof = True
+                break
+            self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()], eof
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.proc.wait()
+
+
+class MathVerifier:
+    """Scores completions against gold answers on all cores with a hard time limit.
+
+    Args:
+        timeout_s: Wall-clock limit in seconds for verifying one item (parse + verify).
+            A worker that exceeds it is killed and replaced; the item scores
+            ``timed_out=True`` and reward ``0``. Must be > 0.
+        workers: Number of worker processes (default: the CPUs this process may use).
+        max_chars: Longer completions score 0 with ``format_ok=False`` without work.
+        cache_size: Number of ``(gold, answer)`` verdicts remembered.
+
+    Workers start on first use (about a second: importing sympy). Use as a context
+    manager or call :meth:`close`; the shared :func:`default_verifier` is closed at exit.
+    Safe to share between threads; after ``fork`` the child starts its own workers.
+    """
+
+    def __init__(
+        self,
+        timeout_s: float = 5.0,
+        workers: int | None = None,
+        *,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        cache_size: int = 65536,
+    ) -> None:
+        if not timeout_s > 0:
+            raise ConfigError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+        if workers is None:
+            workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        self.timeout_s = float(timeout_s)
+        self.n_workers = int(workers)
+        self.max_chars = int(max_chars)
+        self._cache: collections.OrderedDict[tuple[str, str], bool] = collections.OrderedDict()
+        self._cache_size = cache_size
+        self._workers: list[_Worker] = []
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._closed = False
+        #: Counters since creation: items scored, exact-match hits, cache hits, timeouts,
+        #: worker crashes, workers started.
+        self.stats = collections.Counter()
+
+    # ---- public API ------------------------------------------------------------------
+
+    def score(self, completion: Any, gold: str) -> MathScore:
+        """Score one completion against the gold answer (see the module docstring)."""
+        return self.score_batch([completion], [gold])[0]
+
+    def score_batch(self, completions: Sequence[Any], golds: Sequence[str]) -> list[MathScore]:
+        """Score ``completions[i]`` against ``golds[i]`` for all ``i``, in parallel.
+
+        Never raises for a bad completion (it scores 0, ``format_ok=False``) and never
+        hangs: each verification has a hard wall-clock limit of ``timeout_s``.
+
+        Raises:
+            ConfigError: the lengths differ or a gold answer is not a non-empty string.
+        """
+        if len(completions) != len(golds):
+            raise ConfigError(
+                f"score_batch got {len(completions)} completions but {len(golds)} gold answers"
+            )
+        for i, gold in enumerate(golds):
+            if not isinstance(gold, str) or not gold.strip():
+                raise ConfigError(f"gold answer {i} must be a non-empty string, got {gold!r}")
+        results: list[MathScore | None] = [None] * len(completions)
+        todo: dict[int, tuple[str, str, str]] = {}  # index -> (gold, answer, cache key gold)
+        for i, (completion, gold) in enumerate(zip(completions, golds)):
+            self.stats["items"] += 1
+            if (
+                not isinstance(completion, str)
+                or len(completion) > self.max_chars
+                or not _is_valid_unicode(completion)
+            ):
+                results[i] = MathScore(0.0, False, False, False, None)
+                continue
+            answer, format_ok = extract_with_format(completion)
+            if answer is None:
+                results[i] = MathScore(0.0, False, False, False, None)
+                continue
+            if _normalise(answer) == _normalise(gold):
+                self.stats["exact_match"] += 1
+                results[i] = MathScore(1.0, True, format_ok, False, answer)
+                continue
+            cached = self._cache.get((gold, answer))
+            if cached is not None:
+                self.stats["cache_hits"] += 1
+                results[i] = MathScore(float(cached), cached, format_ok, False, answer)
+                continue
+            todo[i] = (gold, answer, format_ok)  # type: ignore[assignment]
+        if todo:
+            verdicts = self._verify_all({i: (g, a) for i, (g, a, _) in todo.items()})
+            for i, (gold, answer, format_ok) in todo.items():
+                correct, timed_out = verdicts[i]
+                if not timed_out:
+                    self._remember((gold, answer), correct)
+                results[i] = MathScore(float(correct), correct, bool(format_ok), timed_out, answer)
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop the worker processes (a later call starts new ones)."""
+        with self._lock:
+            self._stop_workers()
+
+    def __enter__(self) -> "MathVerifier":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # best effort; close() is the supported way
+        try:
+            self._stop_workers()
+        except Exception:
+            pass
+
+    # ---- internals -------------------------------------------------------------------
+
+    def _remember(self, key: tuple[str, str], correct: bool) -> None:
+        self._cache[key] = correct
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _stop_workers(self) -> None:
+        if os.getpid() == self._pid:
+            for w in self._workers:
+                w.kill()
+        self._workers = []
+
+    def _start_worker(self) -> _Worker:
+        self.stats["workers_started"] += 1
+        return _Worker()
+
+    def _ensure_workers(self) -> None:
+        if os.getpid() != self._pid:  # forked: the parent's workers are not ours
+            self._workers, self._pid = [], os.getpid()
+        self._workers = [w for w in self._workers if w.proc.poll() is None]
+        while len(self._workers) < self.n_workers:
+            self._workers.append(self._start_worker())
+
+    def _verify_all(self, items: Mapping[int, tuple[str, str]]) -> dict[int, tuple[bool, bool]]:
+        """``{index: (correct, timed_out)}`` for every item, using the worker pool."""
+        with self._lock:
+            self._ensure_workers()
+            pending = collections.deque(items)
+            done: dict[int, tuple[bool, bool]] = {}
+            with selectors.DefaultSelector() as sel:
+                for w in self._workers:
+                    sel.register(w, selectors.EVENT_READ)
+                while len(done) < len(items):
+                    for w in self._workers:
+                        if w.ready and w.task is None and pending:
+                            index = pending.popleft()
+                            gold, answer = items[index]
+                            try:
+                                w.send(index, gold, answer, self.timeout_s)
+                            except (BrokenPipeError, OSError):
+                                pending.appendleft(index)
+                                w.task = None
+                                self._replace(sel, w, done, crashed=False)
+                    now = time.monotonic()
+                    deadlines = [w.deadline for w in self._workers if w.task is not None]
+                    wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
+                    for key, _ in sel.select(timeout=wait):
+                        self._on_readable(sel, key.fileobj, done)
+                    now = time.monotonic()
+                    for w in list(self._workers):
+                        if w.task is not None and now >= w.deadline:
+                            self.stats["timeouts"] += 1
+                            done[w.task] = (False, True)
+                            w.task = None
+                            self._replace(sel, w, done, crashed=False)
+                        elif not w.ready and now - w.started > _WORKER_START_TIMEOUT_S:
+                            self._stop_workers()
+                            raise DependencyError(
+                                f"math-verify worker did not start within {_WORKER_START_TIMEOUT_S:.0f} s"
+                            )
+            return done
+
+    def _on_readable(self, sel: selectors.BaseSelector, w: _Worker, done: dict[int, tuple[bool, bool]]) -> None:
+        messages, eof = w.read_messages()
+        for msg in messages:
+            if msg.get("ready"):
+                w.ready = True
+            elif "id" in msg:
+                if msg["id"] == w.task:
+                    done[w.task] = (bool(msg["correct"]), False)
+                    w.task = None
+            elif "error" in msg:
+                self._stop_workers()
+                raise DependencyError(f"math-verify worker failed to start: {msg['error']}")
+        if eof:
+            self._replace(sel, w, done, crashed=True)
+
+    def _replace(self, sel: selectors.BaseSelector, w: _Worker, done: dict[int, tuple[bool, bool]], *, crashed: bool) -> None:
+        """Kill ``w`` and start a fresh worker in its place; a crashed task scores 0."""
+        if crashed:
+            self.stats["crashes"] += 1
+            if w.task is not None:
+                done[w.task] = (False, False)
+                w.task = None
+            if not w.ready:
+                self._stop_workers()
+                raise DependencyError(
+                    f"math-verify worker exited during start-up (run `{sys.executable} "
+                    f"{_WORKER_SCRIPT}` to see why)"
+                )
+        sel.unregister(w)
+        w.kill()
+        fresh = self._start_worker()
+        self._workers[self._workers.index(w)] = fresh
+        sel.register(fresh, selectors.EVENT_READ)
+
+
+# --------------------------------------------------------------------------- shared API
+
+_default: MathVerifier | None = None
+_default_lock = threading.Lock()
+
+
+def default_verifier() -> MathVerifier:
+    """The process-wide shared :class:`MathVerifier` (5 s limit, all CPUs), created on
+    first use and closed at interpreter exit."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = MathVerifier()
+            atexit.register(_default.close)
+        return _default
+
+
+def score_completion(completion: Any, problem: Problem) -> MathScore:
+    """Score a completion against ``problem.answer`` with :func:`default_verifier`."""
+    return default_verifier().score(completion, problem.answer)
+
+
+def _completion_text(completion: Any) -> Any:
+    """TRL passes strings, or for conversational data a list of messages: take the text of
+    the last assistant message. Anything else is returned as is (and scores 0)."""
+    if isinstance(completion, list) and completion and all(isinstance(m, Mapping) for m in completion):
+        for message in reversed(completion):
+            if message.get("role", "assistant") == "assistant":
+                content = message.get("content")
+                if isinstance(content, list):  # multimodal content parts
+                    content = "".join(p.get("text", "") for p in content if isinstance(p, Mapping))
+                return content
+    return completion
+
+
+def math_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """TRL reward function: ``1.0`` per correct completion, else ``0.0``.
+
+    Gold answers come from the dataset column ``answer`` (preferred) or ``solution`` (its
+    last ``\\boxed{}``), which TRL passes as keyword arguments, one per completion.
+    Completions may be strings or chat-message lists. Uses :func:`default_verifier`::
+
+        trainer = GRPOTrainer(model=..., reward_funcs=math_reward, train_dataset=ds)
+
+    Raises:
+        ConfigError: neither ``answer`` nor ``solution`` was passed, or a solution has no
+            ``\\boxed{}`` answer.
+    """
+    if kwargs.get("answer") is not None:
+        golds = [str(a) for a in kwargs["answer"]]
+    elif kwargs.get("solution") is not None:
+        golds = []
+        for i, solution in enumerate(kwargs["solution"]):
+            boxed = last_boxed(solution) if isinstance(solution, str) else None
+            if not boxed:
+                raise ConfigError(f"solution {i} has no \\boxed{{}} answer; pass an `answer` column")
+            golds.append(boxed)
+    else:
+        raise ConfigError(
+            "math_reward needs gold answers: give the dataset an `answer` column "
+            "(or a `solution` column with a \\boxed{} answer)"
+        )
+    texts = [_completion_text(c) for c in completions]
+    return [s.reward for s in default_verifier().score_batch(texts, golds)]
