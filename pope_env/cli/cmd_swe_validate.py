@@ -1,5 +1,8 @@
 """``pope-env swe-validate``: prove SWE instances (bug caught by FAIL_TO_PASS, gold patch fixes it).
 
+    pope-env swe-validate                       # the local set, Docker if available
+    pope-env swe-validate --sandbox bwrap --trajectories --out runs/validate.jsonl
+
 ``add_arguments`` and ``run`` are public so a ``pope-env swe`` command group can mount the
 same command as ``swe validate``.
 """
@@ -16,9 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'local' (built-in set), a .json/.jsonl/.parquet file, a "
                              "save_to_disk folder or a hub dataset name (default: local)")
     parser.add_argument("--ids", nargs="+", metavar="ID", help="only these instance ids")
-    parser.add_argument("--sandbox", choices=["process"], default="process",
-                        help="where tests run: 'process' = host processes in a temp copy of "
-                             "the repository (trusted data only)")
+    parser.add_argument("--sandbox", choices=["auto", "docker", "bwrap"], default="auto",
+                        help="sandbox backend (default: Docker when an engine answers, else "
+                             "bubblewrap); Docker images are built or reused first")
+    parser.add_argument("--trajectories", action="store_true",
+                        help="also replay each expert trajectory: its diff must equal the gold "
+                             "patch and resolve the instance")
     parser.add_argument("--out", default=None,
                         help="JSONL file of per-instance verdicts; finished instances in it "
                              "are skipped (resume)")
@@ -41,14 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pope_env.errors import ConfigError
     from pope_env.swe.instances import load_instances
-    from pope_env.swe.validate import process_sandbox_factory, validate_instances
+    from pope_env.swe.validate import validate_instances
 
     if args.timeout <= 0:
         raise ConfigError(f"--timeout must be positive, got {args.timeout}")
     instances = load_instances(args.instances, ids=args.ids)
-    factories = {"process": process_sandbox_factory}
-    results = validate_instances(instances, factories[args.sandbox], out=args.out,
-                                 timeout=args.timeout, progress=not args.no_progress)
+    results = validate_instances(instances, backend=args.sandbox, out=args.out, timeout=args.timeout,
+                                 check_trajectories=args.trajectories, progress=not args.no_progress)
     width = max((len(r.instance_id) for r in results), default=10)
     for r in results:
         status = "ok" if r.ok else "FAILED"

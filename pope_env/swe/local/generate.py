@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from pope_env.io import atomic_write_jsonl, read_jsonl
-from pope_env.sandbox.process import ProcessSandbox
+from pope_env.sandbox.bwrap import BwrapSandbox
 from pope_env.swe.build import commit_bug, git, make_upstream_repository
 from pope_env.swe.instances import LocalBuild, SdistSource, SWEInstance, parse_instance
 from pope_env.swe.local.drafts import DRAFTS, Draft
@@ -42,7 +42,7 @@ def _edit(repo: Path, path: str, old: str, new: str) -> None:
 
 
 def _statuses(instance: SWEInstance, repo: Path, test_patch: str) -> dict[str, str]:
-    with ProcessSandbox(repo) as box:
+    with BwrapSandbox(repo) as box:
         if test_patch:
             box.write_file(".tp.patch", test_patch)
             assert box.exec("git apply .tp.patch && rm .tp.patch").exit_code == 0
@@ -89,7 +89,7 @@ def generate_one(draft: Draft, work: Path) -> tuple[dict, dict]:
     before = _statuses(probe, repo, test_patch)
     fixed = work / f"{draft.instance_id}-fixed"
     shutil.copytree(repo, fixed, symlinks=True)
-    git(fixed, "checkout", "-q", upstream)
+    git(fixed, "checkout", "-q", "-B", "main", upstream)
     after = _statuses(probe, fixed, test_patch)
     f2p = sorted(t for t, s in after.items()
                  if s == "PASSED" and before.get(t) in (None, "FAILED", "ERROR") and _plain_id(t))
@@ -113,7 +113,7 @@ def generate_one(draft: Draft, work: Path) -> tuple[dict, dict]:
     parse_instance(record, draft.instance_id)
 
     steps = []
-    with ProcessSandbox(repo, base_commit=base) as box:
+    with BwrapSandbox(repo, base_commit=base) as box:
         for thought, command in draft.trajectory:
             if command == SUBMIT:
                 steps.append(TrajectoryStep(SUBMIT, 0, None, thought))
