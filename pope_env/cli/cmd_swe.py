@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser("swe-eval", help="run an agent on SWE-bench-format instances and grade it",
                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--agent", required=True,
-                    help="oracle | hf:MODEL (HF policy) | MODULE:FACTORY (returns a Policy or an Agent)")
+                    help="oracle | hf:MODEL | vllm:MODEL | openai:MODEL@BASE_URL | MODULE:FACTORY "
+                         "(returns a Policy or an Agent); LLM policies run in the SWEAgent loop")
     ev.add_argument("--instances", default="local",
                     help="local | FILE.json[l]/.parquet | HF dataset name (default: local)")
     ev.add_argument("--ids", default=None, help="comma-separated instance ids to run (default: all)")
