@@ -141,8 +141,6 @@ def test_srl_rewards_are_step_similarities_and_the_expert_is_executed(make_env, 
 
 @pytest.mark.docker
 def test_async_vector_env_runs_several_sandboxes(tiny_task):
-    import docker
-
     client = docker_or_skip()
     envs = gym.make_vec("POPE-SWE-v0", num_envs=2, vectorization_mode="async",
                         vector_kwargs={"shared_memory": False}, tasks=[tiny_task], max_steps=5)
