@@ -205,3 +205,19 @@ def test_bwrap_reaper_removes_a_dead_owners_folder(tiny_repo, tmp_path):
     assert root and os.path.isdir(root), out.stderr
     removed = {r.name for r in reap_orphans(client=None)}
     assert root in removed and not os.path.exists(root)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_repo_image_installs_wheels_fetched_on_the_host_without_network(tiny_repo):
+    """A requirement becomes a wheel on the host (`pip wheel`) and is installed offline in the
+    image build (network none); the sandbox imports it and still has no network."""
+    from pope_env.swe.images import RepoImageSpec, ensure_repo_image
+
+    docker_or_skip()
+    tag = ensure_repo_image(RepoImageSpec("tiny-calc-six", tiny_repo, requirements=("six==1.16.0",)))
+    with make_sandbox(image=tag, backend="docker") as sb:
+        res = sb.exec("python3 -c 'import six; print(six.__version__)'; ls /opt/wheels; git status --porcelain")
+        assert res.stdout.splitlines()[0] == "1.16.0", res.output
+        assert "six-1.16.0-py2.py3-none-any.whl" in res.stdout
+        assert not [line for line in res.stdout.splitlines() if line.startswith("??")]  # clean work tree
