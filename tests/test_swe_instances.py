@@ -81,6 +81,8 @@ def _flat(record: dict) -> dict:
 def test_unknown_sources_and_ids_are_clear_errors(tmp_path):
     with pytest.raises(UnknownNameError, match="instance source"):
         load_instances("no such source")
+    with pytest.raises(UnknownNameError, match="no such file"):
+        load_instances(tmp_path / "data" / "missing.jsonl")
     with pytest.raises(UnknownNameError, match="pytoolz__toolz-nope"):
         load_instances("local", ids=["pytoolz__toolz-nope"])
     (tmp_path / "x.csv").write_text("a,b\n")

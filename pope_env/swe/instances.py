@@ -370,6 +370,8 @@ def load_instances(source: str | os.PathLike[str] = LOCAL_SET, *, split: str = "
         records = _read_file_records(Path(text))
     elif Path(text).is_dir():
         records = _read_saved_dataset(Path(text), split)
+    elif Path(text).suffix.lower() in (".json", ".jsonl", ".parquet"):
+        raise UnknownNameError("instance source", f"{text} (no such file)", [LOCAL_SET])
     else:
         records = _read_hub_dataset(text, split)
     instances = [parse_instance(rec, where) for where, rec in records]
