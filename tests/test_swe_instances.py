@@ -53,7 +53,7 @@ def test_local_test_ids_are_gradable_by_swebench_parser():
             assert test_id.split("::")[0] in inst.local.test_files
 
 
-def test_records_round_trip_through_jsonl_json_parquet_and_a_saved_dataset(tmp_path):
+def test_records_round_trip_through_jsonl_json_parquet_and_datasets_folders(tmp_path):
     subset = LOCAL[:3]
     save_instances(subset, tmp_path / "i.jsonl")
     (tmp_path / "i.json").write_text(json.dumps([i.to_record() for i in subset]))
@@ -62,10 +62,13 @@ def test_records_round_trip_through_jsonl_json_parquet_and_a_saved_dataset(tmp_p
     ds = datasets.Dataset.from_list([_flat(i.to_record()) for i in subset])
     ds.to_parquet(str(tmp_path / "i.parquet"))
     datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "saved"))
+    # a local copy of a hub dataset repository (the layout SWE-bench ships on the hub)
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    ds.to_parquet(str(tmp_path / "hub" / "data" / "test-00000-of-00001.parquet"))
     assert load_instances(tmp_path / "i.jsonl") == subset
     assert load_instances(str(tmp_path / "i.json")) == subset
     # parquet / datasets rows: the official columns only (as SWE-bench ships them)
-    for source in (tmp_path / "i.parquet", tmp_path / "saved"):
+    for source in (tmp_path / "i.parquet", tmp_path / "saved", tmp_path / "hub"):
         loaded = load_instances(source)
         assert [i.instance_id for i in loaded] == [i.instance_id for i in subset]
         assert [i.FAIL_TO_PASS for i in loaded] == [i.FAIL_TO_PASS for i in subset]

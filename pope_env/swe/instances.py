@@ -437,8 +437,10 @@ def _read_saved_dataset(path: Path, split: str) -> list[tuple[str, Any]]:
     datasets = require("datasets", "data")
     try:
         data = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as exc:
-        raise UnknownNameError("instance source", str(path), [LOCAL_SET]) from exc
+    except (FileNotFoundError, ValueError):
+        # Not a save_to_disk folder: a local copy of a hub dataset repository (parquet or
+        # JSON files in the hub's layout), loaded the way the hub version would be.
+        return _load_dataset(str(path), split)
     if isinstance(data, datasets.DatasetDict):
         if split not in data:
             raise UnknownNameError("split", split, list(data))
@@ -452,12 +454,16 @@ def _read_hub_dataset(name: str, split: str) -> list[tuple[str, Any]]:
             "instance source", name,
             [LOCAL_SET, "<file>.json", "<file>.jsonl", "<file>.parquet", "<dir of save_to_disk>",
              "<owner>/<hub dataset>"])
+    return _load_dataset(name, split)
+
+
+def _load_dataset(name: str, split: str) -> list[tuple[str, Any]]:
     datasets = require("datasets", "data")
     try:
         data = datasets.load_dataset(name, split=split)
     except Exception as exc:  # the hub raises many kinds; all mean "not loadable here"
         raise PopeEnvError(
-            f"could not load the dataset {name!r} (split {split!r}) from the Hugging Face hub "
+            f"could not load the dataset {name!r} (split {split!r}) with datasets.load_dataset "
             f"({type(exc).__name__}: {exc}); offline, pass a .json/.jsonl/.parquet file, a "
             f"save_to_disk folder, or {LOCAL_SET!r}"
         ) from exc
