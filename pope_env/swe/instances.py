@@ -351,8 +351,9 @@ def load_instances(source: str | os.PathLike[str] = LOCAL_SET, *, split: str = "
     Args:
         source: ``"local"`` (the built-in real-repository set); a ``.json`` file (a list of
             records, or ``{"instances": [...]}``), ``.jsonl`` or ``.parquet`` file; a folder
-            written by ``datasets.Dataset.save_to_disk``; or a Hugging Face dataset name
-            (``"princeton-nlp/SWE-bench_Lite"``, needs network access to the hub).
+            written by ``datasets.Dataset.save_to_disk`` or holding a copy of a hub dataset
+            repository; or a Hugging Face dataset name (``"princeton-nlp/SWE-bench_Lite"``,
+            needs network access to the hub).
         split: Dataset split for hub names and ``DatasetDict`` folders.
         ids: Keep only these instance ids, in this order (unknown ids raise).
 
