@@ -62,10 +62,14 @@ def make_agent_factory(config: EvalConfig) -> tuple[Callable[[], Any], str]:
     from pope_env.agents.swe_agent import SWEAgent
 
     sampling = SamplingParams(temperature=config.temperature, max_new_tokens=config.max_new_tokens)
-    if spec.startswith("hf:"):
-        from pope_env.agents.hf_policy import HFPolicy
+    backend, _, model = spec.partition(":")
+    if backend in ("hf", "vllm", "openai") and model:
+        from pope_env.agents.factory import make_policy
 
-        policy = HFPolicy(spec[3:], progress=False)
+        base_url = None
+        if backend == "openai":
+            model, _, base_url = model.partition("@")
+        policy = make_policy(model, backend=backend, base_url=base_url or None)
     elif ":" in spec:
         module, _, attr = spec.partition(":")
         try:
@@ -76,7 +80,7 @@ def make_agent_factory(config: EvalConfig) -> tuple[Callable[[], Any], str]:
         if not hasattr(policy, "generate"):  # the factory made an agent
             return factory, getattr(policy, "name", attr)
     else:
-        raise ConfigError(f"--agent {spec!r}: use oracle, hf:MODEL or MODULE:FACTORY")
+        raise ConfigError(f"--agent {spec!r}: use oracle, hf:MODEL, vllm:MODEL, openai:MODEL@URL or MODULE:FACTORY")
     lock = threading.Lock()
 
     class _Serialized:  # one model shared by the workers: one generate call at a time

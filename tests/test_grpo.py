@@ -87,7 +87,7 @@ def test_passk_advantages_match_brute_force():
         # The paper divides by the group's pass@k std; accept any positive per-group scale.
         scale = max(abs(g) for g in got) / max(max(abs(w) for w in want), 1e-12)
         assert scale >= 0
-        assert got == pytest.approx([w * scale for w in want], abs=1e-9)
+        assert got == pytest.approx([w * scale for w in want], abs=1e-6)  # float32 tensors
 
 
 def test_informative_groups_filter():

@@ -103,7 +103,7 @@ def test_swe_eval_runs_a_policy_given_as_module_factory(tiny_image, tmp_path):
 def test_swe_eval_rejects_unknown_agents_and_ids(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pope_env", "swe-eval", "--agent", "gpt-17", "--instances", "x"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "use oracle, hf:MODEL or MODULE:FACTORY" in out.stderr
+    assert out.returncode == 2 and "use oracle, hf:MODEL, vllm:MODEL, openai:MODEL@URL or MODULE:FACTORY" in out.stderr
 
 
 @pytest.mark.docker
@@ -118,3 +118,34 @@ def test_oracle_resolves_the_whole_local_set(tmp_path):
                       progress=False)
     assert report["total"] >= 12
     assert report["resolved"] == report["total"], report["unresolved_ids"]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_llm_agent_drives_the_env_with_a_real_tiny_transformer(tiny_task):
+    """A random-weight Llama (SmolLM2's tokenizer, chat template) through SWEAgent: the loop
+    renders real chat prompts, samples real tokens, and ends the episode cleanly however
+    malformed the replies are."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from pope_env.agents.hf_policy import HFPolicy
+    from pope_env.agents.models import load_tokenizer
+    from pope_env.agents.policy import SamplingParams
+
+    tokenizer = load_tokenizer("smollm2")
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)).eval()
+    policy = HFPolicy(model, tokenizer=tokenizer, name="tiny-llama", progress=False)
+    agent = SWEAgent(policy, SamplingParams(temperature=1.0, max_new_tokens=12, seed=0), max_format_errors=1)
+    env = SWEEnv([tiny_task], max_steps=2)
+    try:
+        record = run_episode(env, agent, instance_id=tiny_task.instance_id)
+    finally:
+        env.close()
+    assert record.steps and record.steps[-1]["action"] == "submit"  # random text never has a bash block
+    assert record.reward == 0.0 and not record.resolved and record.grade["status"] == "EMPTY_PATCH"
+    assert [m["role"] for m in record.messages][:3] == ["system", "user", "assistant"]

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser("swe-eval", help="run an agent on SWE-bench-format instances and grade it",
                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--agent", required=True,
-                    help="oracle | hf:MODEL (HF policy) | MODULE:FACTORY (returns a Policy or an Agent)")
+                    help="oracle | hf:MODEL | vllm:MODEL | openai:MODEL@BASE_URL | MODULE:FACTORY "
+                         "(returns a Policy or an Agent); LLM policies run in the SWEAgent loop")
     ev.add_argument("--instances", default="local",
                     help="local | FILE.json[l]/.parquet | HF dataset name (default: local)")
     ev.add_argument("--ids", default=None, help="comma-separated instance ids to run (default: all)")
@@ -79,10 +80,9 @@ def run_reap(args) -> int:
     from pope_env.sandbox.reaper import reap_orphans
 
     reaped = reap_orphans(dry_run=args.dry_run)
-    verb = "would remove" if args.dry_run else "removed"
     for r in reaped:
-        print(f"{verb} {r.kind} {r.name}")
-    print(f"{len(reaped)} orphan(s) {verb}")
+        print(f"{'would remove' if args.dry_run else 'removed'} {r.kind} {r.name}")
+    print(f"{len(reaped)} orphan(s) {'would be removed' if args.dry_run else 'removed'}")
     return 0
 
 

@@ -36,6 +36,9 @@ def main() -> int:
     def parsed_gold(gold: str):  # once per distinct gold answer, not once per rollout
         return parse(as_latex(gold), parsing_timeout=None)
 
+    # The first verification builds math-verify's LaTeX parser (about a second): do it
+    # before reporting ready, so no item's time limit pays for it.
+    verify(parse(as_latex("\\frac{1}{2}"), parsing_timeout=None), parse(as_latex("x+1"), parsing_timeout=None), timeout_seconds=None)
     out.write('{"ready": true}\n')
     out.flush()
     for line in sys.stdin:

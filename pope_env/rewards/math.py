@@ -293,7 +293,8 @@ class MathVerifier:
             if not isinstance(gold, str) or not gold.strip():
                 raise ConfigError(f"gold answer {i} must be a non-empty string, got {gold!r}")
         results: list[MathScore | None] = [None] * len(completions)
-        todo: dict[int, tuple[str, str, str]] = {}  # index -> (gold, answer, cache key gold)
+        # (gold, answer) -> [(index, format_ok)]: each distinct pair is verified once.
+        todo: dict[tuple[str, str], list[tuple[int, bool]]] = {}
         for i, (completion, gold) in enumerate(zip(completions, golds)):
             self.stats["items"] += 1
             if (
@@ -316,15 +317,37 @@ class MathVerifier:
                 self.stats["cache_hits"] += 1
                 results[i] = MathScore(float(cached), cached, format_ok, False, answer)
                 continue
-            todo[i] = (gold, answer, format_ok)  # type: ignore[assignment]
+            if (gold, answer) in todo:
+                self.stats["cache_hits"] += 1
+            todo.setdefault((gold, answer), []).append((i, format_ok))
         if todo:
-            verdicts = self._verify_all({i: (g, a) for i, (g, a, _) in todo.items()})
-            for i, (gold, answer, format_ok) in todo.items():
-                correct, timed_out = verdicts[i]
+            keys = list(todo)
+            verdicts = self._verify_all(dict(enumerate(keys)))
+            for k, key in enumerate(keys):
+                correct, timed_out = verdicts[k]
                 if not timed_out:
-                    self._remember((gold, answer), correct)
-                results[i] = MathScore(float(correct), correct, bool(format_ok), timed_out, answer)
+                    self._remember(key, correct)
+                for i, format_ok in todo[key]:
+                    results[i] = MathScore(float(correct), correct, format_ok, timed_out, key[1])
         return results  # type: ignore[return-value]
+
+    def warm_up(self) -> None:
+        """Start the workers and wait until all are ready (otherwise the first
+        :meth:`score_batch` starts them, about a second of sympy imports)."""
+        with self._lock:
+            self._ensure_workers()
+            with selectors.DefaultSelector() as sel:
+                for w in self._workers:
+                    sel.register(w, selectors.EVENT_READ)
+                while not all(w.ready for w in self._workers):
+                    for key, _ in sel.select(timeout=1.0):
+                        self._on_readable(sel, key.fileobj, {})
+                    for w in self._workers:
+                        if not w.ready and time.monotonic() - w.started > _WORKER_START_TIMEOUT_S:
+                            self._stop_workers()
+                            raise DependencyError(
+                                f"math-verify worker did not start within {_WORKER_START_TIMEOUT_S:.0f} s"
+                            )
 
     def close(self) -> None:
         """Stop the worker processes (a later call starts new ones)."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pope_env.paths import cache_dir
 from pope_env.swe.images import RepoImageSpec, ensure_base_image, ensure_repo_image
 from pope_env.swe.task import SWETask
 
@@ -31,21 +31,24 @@ def _image_name(requirement: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", requirement.lower()).strip("-.")
 
 
-def combined_repository(name: str, instances: Sequence[Any]) -> Path:
-    """A git repository with one branch ``instance/<id>`` per instance (all of one project)."""
+def combined_repository(dest: Path, instances: Sequence[Any]) -> Path:
+    """Make at ``dest`` a git repository with one branch ``instance/<id>`` per instance.
+
+    Built fresh each time (local fetches take milliseconds), so concurrent builders never
+    share a half-updated repository; the commits are deterministic, so the image's content
+    hash is too.
+    """
     from pope_env.swe.build import cached_repository
 
-    repo = cache_dir("swe", "image-repos") / name
-    if not (repo / ".git").exists():
-        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "init", "-q", str(dest)], check=True)
     for inst in instances:
         src = cached_repository(inst)
-        subprocess.run(["git", "-C", str(repo), "fetch", "-q", "--no-tags", str(src),
+        subprocess.run(["git", "-C", str(dest), "fetch", "-q", "--no-tags", str(src),
                         f"+HEAD:refs/heads/instance/{inst.instance_id}"], check=True, capture_output=True)
     first = f"refs/heads/instance/{instances[0].instance_id}"
-    subprocess.run(["git", "-C", str(repo), "symbolic-ref", "HEAD", first], check=True)
-    subprocess.run(["git", "-C", str(repo), "reset", "-q", "--hard", first], check=True)
-    return repo
+    subprocess.run(["git", "-C", str(dest), "symbolic-ref", "HEAD", first], check=True)
+    subprocess.run(["git", "-C", str(dest), "reset", "-q", "--hard", first], check=True)
+    return dest
 
 
 def ensure_instance_images(instances: Iterable[Any], *, progress: Progress = _quiet) -> dict[str, str]:
@@ -59,10 +62,11 @@ def ensure_instance_images(instances: Iterable[Any], *, progress: Progress = _qu
     tags: dict[str, str] = {}
     for (requirement, deps, install), group in groups.items():
         name = _image_name(requirement)
-        repo = combined_repository(name, group)
-        spec = RepoImageSpec(name, repo, requirements=deps, install_commands=(install,) if install else (),
-                             extra_labels={"pope-env.project": requirement})
-        tag = ensure_repo_image(spec, base_tag=base, progress=progress)
+        with tempfile.TemporaryDirectory(prefix="pope-env-image-repo-") as tmp:
+            repo = combined_repository(Path(tmp) / name, group)
+            spec = RepoImageSpec(name, repo, requirements=deps, install_commands=(install,) if install else (),
+                                 extra_labels={"pope-env.project": requirement})
+            tag = ensure_repo_image(spec, base_tag=base, progress=progress)
         tags.update({inst.instance_id: tag for inst in group})
     return tags
 
