@@ -287,9 +287,12 @@ def test_validation_catches_a_broken_instance(tmp_path):
     fake_f2p = dataclasses.replace(inst, FAIL_TO_PASS=(inst.PASS_TO_PASS[0],))
     no_fix = dataclasses.replace(inst, patch=inst.test_patch.replace("def test_get_in_out_of_range",
                                                                      "def test_renamed_get_in_out_of_range"))
-    results = validate_instances([fake_f2p, no_fix], backend=_backend(), progress=False)
-    assert not results[0].ok and "FAIL_TO_PASS pass at the bug state" in results[0].problems[0]
-    assert not results[1].ok and any("gold patch does not resolve" in p for p in results[1].problems)
+    [wrong_f2p] = validate_instances([fake_f2p], backend=_backend(), progress=False)
+    assert not wrong_f2p.ok and "FAIL_TO_PASS pass at the bug state" in wrong_f2p.problems[0]
+    [unfixed] = validate_instances([no_fix], backend=_backend(), progress=False)
+    assert not unfixed.ok and any("gold patch does not resolve" in p for p in unfixed.problems), unfixed
+    with pytest.raises(DataFormatError, match="occurs twice"):
+        validate_instances([inst, no_fix], backend=_backend(), progress=False)
 
 
 @pytest.mark.slow

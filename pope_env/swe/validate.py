@@ -164,6 +164,12 @@ def validate_instances(instances: Sequence[SWEInstance], *, backend: str = "auto
     from pope_env.io import JsonlAppender, read_jsonl
     from pope_env.swe.runtime import tasks_from_instances
 
+    seen: set[str] = set()
+    for inst in instances:
+        if inst.instance_id in seen:
+            raise DataFormatError(f"instance_id {inst.instance_id!r} occurs twice; validate each variant "
+                                  "in its own call")
+        seen.add(inst.instance_id)
     done: dict[str, ValidationResult] = {}
     if out is not None and Path(out).exists():
         for rec in read_jsonl(out, strict=False):
