@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from collections import Counter
 
 import pytest
 
 from pope_env.errors import DataFormatError, PopeEnvError, UnknownNameError
-from pope_env.swe.instances import SWEInstance, load_instances, parse_instance, save_instances
+from pope_env.swe.instances import load_instances, parse_instance, save_instances
 from pope_env.swe.trajectories import SUBMIT, load_trajectories, load_trajectory, normalize_diff
 
 LOCAL = load_instances("local")
