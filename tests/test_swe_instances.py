@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from collections import Counter
 
 import pytest
 
 from pope_env.errors import DataFormatError, PopeEnvError, UnknownNameError
-from pope_env.swe.instances import SWEInstance, load_instances, parse_instance, save_instances
+from pope_env.swe.instances import load_instances, parse_instance, save_instances
 from pope_env.swe.trajectories import SUBMIT, load_trajectories, load_trajectory, normalize_diff
 
 LOCAL = load_instances("local")
@@ -53,7 +52,7 @@ def test_local_test_ids_are_gradable_by_swebench_parser():
             assert test_id.split("::")[0] in inst.local.test_files
 
 
-def test_records_round_trip_through_jsonl_json_parquet_and_a_saved_dataset(tmp_path):
+def test_records_round_trip_through_jsonl_json_parquet_and_datasets_folders(tmp_path):
     subset = LOCAL[:3]
     save_instances(subset, tmp_path / "i.jsonl")
     (tmp_path / "i.json").write_text(json.dumps([i.to_record() for i in subset]))
@@ -62,10 +61,13 @@ def test_records_round_trip_through_jsonl_json_parquet_and_a_saved_dataset(tmp_p
     ds = datasets.Dataset.from_list([_flat(i.to_record()) for i in subset])
     ds.to_parquet(str(tmp_path / "i.parquet"))
     datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "saved"))
+    # a local copy of a hub dataset repository (the layout SWE-bench ships on the hub)
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    ds.to_parquet(str(tmp_path / "hub" / "data" / "test-00000-of-00001.parquet"))
     assert load_instances(tmp_path / "i.jsonl") == subset
     assert load_instances(str(tmp_path / "i.json")) == subset
     # parquet / datasets rows: the official columns only (as SWE-bench ships them)
-    for source in (tmp_path / "i.parquet", tmp_path / "saved"):
+    for source in (tmp_path / "i.parquet", tmp_path / "saved", tmp_path / "hub"):
         loaded = load_instances(source)
         assert [i.instance_id for i in loaded] == [i.instance_id for i in subset]
         assert [i.FAIL_TO_PASS for i in loaded] == [i.FAIL_TO_PASS for i in subset]
@@ -81,6 +83,8 @@ def _flat(record: dict) -> dict:
 def test_unknown_sources_and_ids_are_clear_errors(tmp_path):
     with pytest.raises(UnknownNameError, match="instance source"):
         load_instances("no such source")
+    with pytest.raises(UnknownNameError, match="no such file"):
+        load_instances(tmp_path / "data" / "missing.jsonl")
     with pytest.raises(UnknownNameError, match="pytoolz__toolz-nope"):
         load_instances("local", ids=["pytoolz__toolz-nope"])
     (tmp_path / "x.csv").write_text("a,b\n")
@@ -282,9 +286,12 @@ def test_validation_catches_a_broken_instance(tmp_path):
     fake_f2p = dataclasses.replace(inst, FAIL_TO_PASS=(inst.PASS_TO_PASS[0],))
     no_fix = dataclasses.replace(inst, patch=inst.test_patch.replace("def test_get_in_out_of_range",
                                                                      "def test_renamed_get_in_out_of_range"))
-    results = validate_instances([fake_f2p, no_fix], backend=_backend(), progress=False)
-    assert not results[0].ok and "FAIL_TO_PASS pass at the bug state" in results[0].problems[0]
-    assert not results[1].ok and any("gold patch does not resolve" in p for p in results[1].problems)
+    [wrong_f2p] = validate_instances([fake_f2p], backend=_backend(), progress=False)
+    assert not wrong_f2p.ok and "FAIL_TO_PASS pass at the bug state" in wrong_f2p.problems[0]
+    [unfixed] = validate_instances([no_fix], backend=_backend(), progress=False)
+    assert not unfixed.ok and any("gold patch does not resolve" in p for p in unfixed.problems), unfixed
+    with pytest.raises(DataFormatError, match="occurs twice"):
+        validate_instances([inst, no_fix], backend=_backend(), progress=False)
 
 
 @pytest.mark.slow

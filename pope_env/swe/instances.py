@@ -351,8 +351,9 @@ def load_instances(source: str | os.PathLike[str] = LOCAL_SET, *, split: str = "
     Args:
         source: ``"local"`` (the built-in real-repository set); a ``.json`` file (a list of
             records, or ``{"instances": [...]}``), ``.jsonl`` or ``.parquet`` file; a folder
-            written by ``datasets.Dataset.save_to_disk``; or a Hugging Face dataset name
-            (``"princeton-nlp/SWE-bench_Lite"``, needs network access to the hub).
+            written by ``datasets.Dataset.save_to_disk`` or holding a copy of a hub dataset
+            repository; or a Hugging Face dataset name (``"princeton-nlp/SWE-bench_Lite"``,
+            needs network access to the hub).
         split: Dataset split for hub names and ``DatasetDict`` folders.
         ids: Keep only these instance ids, in this order (unknown ids raise).
 
@@ -370,6 +371,8 @@ def load_instances(source: str | os.PathLike[str] = LOCAL_SET, *, split: str = "
         records = _read_file_records(Path(text))
     elif Path(text).is_dir():
         records = _read_saved_dataset(Path(text), split)
+    elif Path(text).suffix.lower() in (".json", ".jsonl", ".parquet"):
+        raise UnknownNameError("instance source", f"{text} (no such file)", [LOCAL_SET])
     else:
         records = _read_hub_dataset(text, split)
     instances = [parse_instance(rec, where) for where, rec in records]
@@ -435,8 +438,10 @@ def _read_saved_dataset(path: Path, split: str) -> list[tuple[str, Any]]:
     datasets = require("datasets", "data")
     try:
         data = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as exc:
-        raise UnknownNameError("instance source", str(path), [LOCAL_SET]) from exc
+    except (FileNotFoundError, ValueError):
+        # Not a save_to_disk folder: a local copy of a hub dataset repository (parquet or
+        # JSON files in the hub's layout), loaded the way the hub version would be.
+        return _load_dataset(str(path), split)
     if isinstance(data, datasets.DatasetDict):
         if split not in data:
             raise UnknownNameError("split", split, list(data))
@@ -450,12 +455,16 @@ def _read_hub_dataset(name: str, split: str) -> list[tuple[str, Any]]:
             "instance source", name,
             [LOCAL_SET, "<file>.json", "<file>.jsonl", "<file>.parquet", "<dir of save_to_disk>",
              "<owner>/<hub dataset>"])
+    return _load_dataset(name, split)
+
+
+def _load_dataset(name: str, split: str) -> list[tuple[str, Any]]:
     datasets = require("datasets", "data")
     try:
         data = datasets.load_dataset(name, split=split)
     except Exception as exc:  # the hub raises many kinds; all mean "not loadable here"
         raise PopeEnvError(
-            f"could not load the dataset {name!r} (split {split!r}) from the Hugging Face hub "
+            f"could not load the dataset {name!r} (split {split!r}) with datasets.load_dataset "
             f"({type(exc).__name__}: {exc}); offline, pass a .json/.jsonl/.parquet file, a "
             f"save_to_disk folder, or {LOCAL_SET!r}"
         ) from exc

@@ -3,7 +3,7 @@
 For each instance, each check in a fresh sandbox (Docker or bubblewrap) at ``base_commit``:
 
 1. *bug state*: apply ``test_patch`` and run the tests: every FAIL_TO_PASS test must fail
-   (SWE-bench's rule: failed, errored, skipped or absent);
+   (SWE-bench's rule: failed, errored, skipped or absent) and every PASS_TO_PASS test pass;
 2. *gold state*: grade the gold ``patch`` exactly as an agent's patch is graded
    (:func:`pope_env.swe.grading.grade_patch`): every FAIL_TO_PASS and PASS_TO_PASS test
    must pass (``RESOLVED_FULL``);
@@ -102,6 +102,13 @@ def validate_instance(instance: SWEInstance, task: SWETask, sandbox_factory: San
     passing_early = [t for t in task.fail_to_pass if not grading.test_failed(t, status)]
     if log and passing_early:
         problems.append(f"FAIL_TO_PASS pass at the bug state: {passing_early}")
+    # The bug must break only FAIL_TO_PASS: PASS_TO_PASS pass in both states. This also makes
+    # the check above meaningful (a test run that crashed would "fail" every test).
+    broken_early = [t for t in task.pass_to_pass if not grading.test_maintained(t, status)]
+    if log and broken_early:
+        shown = ", ".join(broken_early[:5]) + (f" and {len(broken_early) - 5} more" if len(broken_early) > 5 else "")
+        problems.append(f"{len(broken_early)} PASS_TO_PASS test(s) do not pass at the bug state: {shown}"
+                        + ("" if status else f" (no test results; log tail: {log.strip()[-300:]!r})"))
 
     gold = grade_patch(task, instance.patch, sandbox_factory=sandbox_factory, timeout_s=timeout)
     if not gold.resolved:
@@ -157,6 +164,12 @@ def validate_instances(instances: Sequence[SWEInstance], *, backend: str = "auto
     from pope_env.io import JsonlAppender, read_jsonl
     from pope_env.swe.runtime import tasks_from_instances
 
+    seen: set[str] = set()
+    for inst in instances:
+        if inst.instance_id in seen:
+            raise DataFormatError(f"instance_id {inst.instance_id!r} occurs twice; validate each variant "
+                                  "in its own call")
+        seen.add(inst.instance_id)
     done: dict[str, ValidationResult] = {}
     if out is not None and Path(out).exists():
         for rec in read_jsonl(out, strict=False):

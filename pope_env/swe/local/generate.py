@@ -8,7 +8,11 @@ edit and commits it, derives the bug patch, gold patch and test patch with git, 
 test files at the bug state and the fixed state (test patch applied) to derive
 FAIL_TO_PASS (failed before, passed after) and PASS_TO_PASS (passed in both), then replays
 the expert commands from the bug state, records their exit codes and output excerpts, and
-checks that the replay's diff equals the gold patch. It writes ``instances.jsonl`` and
+checks that the replay's diff equals the gold patch. Tests run in a ``BwrapSandbox`` on the
+debootstrapped base tree (``pope-env swe build-images`` makes it), i.e. with the same Debian
+Python and pytest as the Docker images: test outcomes depend on them (pytest 7 without the
+subtests plugin fails a unittest test when one of its subTests fails; newer setups may
+not). It writes ``instances.jsonl`` and
 ``trajectories.jsonl`` next to this file. Nothing of the projects' source is written
 except the patches.
 """
