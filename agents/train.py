@@ -621,6 +621,9 @@ class Trainer:
         return pointer.read_text().strip() or None
 
     def _load_latest_checkpoint(self) -> None:
+        if self.accelerator.is_main_process and self.ckpt_root.exists():
+            for stale in self.ckpt_root.glob(".step-*.tmp"):  # a crash while writing one
+                shutil.rmtree(stale, ignore_errors=True)
         name = self._latest_name()
         if name is None:
             return
