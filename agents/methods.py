@@ -14,7 +14,16 @@ clip-higher grpo + DAPO's clip-higher (eps_high = 0.28)
 passk      grpo with pass@k-objective advantages (k = 4)
 mix-easy   easy and hard problems mixed 1:1, unguided
 sft-oracle SFT on the hard problems' oracle solutions first, then grpo
+srl        SRL: one prompt per expert step (problem, k), step-similarity reward, dynamic
+           sampling (groups with reward std <= 0.01 dropped, batch refilled)
+srl-sequence SRL's whole-sequence baseline: one prompt per problem, similarity of the whole
+           output to the whole expert solution, same dynamic sampling
+srl-then-rlvr SRL's curriculum: srl, then grpo on the verifiable reward
+           (:func:`pope_env.agents.srl.train_srl_then_rlvr`)
 ========== ============================================================================
+
+For the SRL methods the "hard" problems are the SRL training problems (they need expert
+steps) and the reward is :func:`method_reward` of ``method.reward``.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from typing import Any, Union
 
 from pope_env.agents.grpo import GRPOConfig
 from pope_env.agents.policy import Prompt
-from pope_env.agents.rollout import MixedSource, PromptItem, PromptSource, ShuffledItems
+from pope_env.agents.rollout import MixedSource, PromptItem, PromptSource, RewardFn, ShuffledItems
 from pope_env.errors import ConfigError, UnknownNameError
 from pope_env.problem import Problem
 
@@ -70,6 +79,10 @@ class Method:
         guided_share: Share of hard prompts that carry the oracle prefix i* (POPE: 0.5).
         easy_share: Share of prompts drawn from the easy set (mix-easy: 0.5).
         sft_steps: SFT steps on oracle solutions before RL (sft-oracle).
+        reward: What the method is rewarded by: ``"verifiable"`` (the task's reward, e.g.
+            math-verify), ``"step-similarity"`` (SRL) or ``"sequence-similarity"`` (SRL's
+            whole-sequence baseline); see :func:`method_reward`.
+        then: The method of a second phase (a curriculum, e.g. ``srl-then-rlvr``), or None.
     """
 
     name: str
@@ -78,11 +91,15 @@ class Method:
     guided_share: float = 0.0
     easy_share: float = 0.0
     sft_steps: int = 0
+    reward: str = "verifiable"
+    then: str | None = None
 
     def grpo_config(self, base: GRPOConfig = GRPOConfig()) -> GRPOConfig:
         """``base`` with this method's overrides."""
         return base.replace(**dict(self.grpo))
 
+
+_SRL_DYNAMIC_SAMPLING = {"dynamic_sampling": True, "min_group_std": 0.01}  # the public SRL reproduction's threshold
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -95,6 +112,12 @@ METHODS: dict[str, Method] = {
                grpo={"advantage": "passk", "passk_k": 4}),
         Method("mix-easy", "GRPO on easy and hard problems mixed 1:1", easy_share=0.5),
         Method("sft-oracle", "SFT on the hard set's oracle solutions, then GRPO on the hard set", sft_steps=50),
+        Method("srl", "SRL: a prompt per expert step, step-similarity reward, dynamic sampling (std <= 0.01 dropped)",
+               grpo=_SRL_DYNAMIC_SAMPLING, reward="step-similarity"),
+        Method("srl-sequence", "SRL's whole-sequence similarity baseline, dynamic sampling (std <= 0.01 dropped)",
+               grpo=_SRL_DYNAMIC_SAMPLING, reward="sequence-similarity"),
+        Method("srl-then-rlvr", "SRL first, then GRPO on the verifiable reward (SRL's curriculum)",
+               grpo=_SRL_DYNAMIC_SAMPLING, reward="step-similarity", then="grpo"),
     ]
 }
 
@@ -171,6 +194,10 @@ def build_source(
     """
     if not hard:
         raise ConfigError("the hard set is empty; run `pope-env hard-split` or pass a split file")
+    if method.reward != "verifiable":
+        from pope_env.agents.srl import build_srl_source
+
+        return build_srl_source(method.reward, hard, seed=seed)
     parts: dict[str, PromptSource] = {}
     weights: dict[str, float] = {}
     hard_share = 1.0 - method.easy_share
@@ -189,6 +216,14 @@ def build_source(
     if len(parts) == 1:
         return parts["hard"]
     return MixedSource(parts, weights)
+
+
+def method_reward(method: Method, verifiable: RewardFn | None = None) -> RewardFn:
+    """The reward ``method`` trains on: ``verifiable`` for GRPO-style methods, SRL's step
+    similarity or the whole-sequence similarity for the SRL methods."""
+    from pope_env.agents.srl import method_reward as _reward
+
+    return _reward(method.reward, verifiable)
 
 
 def sft_items(hard: Sequence[Problem], render: Renderer, *, seed: int = 0) -> ShuffledItems:

@@ -129,7 +129,9 @@ class PrefixProbe:
 
     Args:
         policy: Anything with the :class:`~pope_env.agents.policy.Policy` ``generate``.
-        scorer: Verdicts for one problem's completions (see :func:`default_scorer`).
+        scorer: Verdicts for one problem's completions; ``None``: :func:`default_scorer`,
+            created on the first measurement (so a run with nothing left to do starts no
+            verifier workers).
         k: Samples per state (``>= 1``).
         seed: Root seed.
         chunk_size: Samples per ``generate`` call (``1..k``); default ``max(1, k // 4)``.
@@ -141,7 +143,7 @@ class PrefixProbe:
     def __init__(
         self,
         policy: "Policy",
-        scorer: Scorer,
+        scorer: Scorer | None,
         *,
         k: int,
         seed: int = 0,
@@ -161,10 +163,16 @@ class PrefixProbe:
             from pope_env.agents.policy import SamplingParams
 
             sampling = SamplingParams()
-        self.policy, self.scorer = policy, scorer
+        self.policy, self._scorer = policy, scorer
         self.k, self.seed, self.chunk_size = k, seed, chunk
         self.sampling, self.config, self.prompt_format = sampling, config, prompt_format
         self.log: list[Measurement] = []
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = default_scorer()
+        return self._scorer
 
     @property
     def rollouts(self) -> int:
@@ -542,7 +550,7 @@ def run_prefix_search(
         ConfigError: ``k < 1`` or a bad ``chunk_size`` / ``prompt_format``.
     """
     search = get_strategy(strategy)
-    probe = PrefixProbe(policy, scorer or default_scorer(), k=k, seed=seed, chunk_size=chunk_size,
+    probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
                         sampling=sampling, config=config, prompt_format=prompt_format)
     header = GuidanceHeader(
         dataset=dataset,

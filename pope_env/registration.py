@@ -68,6 +68,25 @@ ENV_SPECS: list[EnvSpecEntry] = [
         {"dataset": "math-train-l5", "mode": "guided"},
         "Step-level MDP on the hard split, always starting after the oracle prefix i*.",
     ),
+    # --- SRL: step-wise similarity rewards with expert roll-in (envs/srl.py) ---------------
+    EnvSpecEntry(
+        "SRL-Math-v0",
+        "pope_env.envs.srl:SRLMathEnv",
+        {"dataset": "math-train"},
+        "SRL: walk one expert MATH solution step by step; reward = similarity to the expert step.",
+    ),
+    EnvSpecEntry(
+        "SRL-Math-Step-v0",
+        "pope_env.envs.srl:SRLMathStepEnv",
+        {"dataset": "math-train"},
+        "SRL: one (problem, step k) prompt per episode, drawn uniformly, for batched GRPO.",
+    ),
+    EnvSpecEntry(
+        "SRL-CHAMP-v0",
+        "pope_env.envs.srl:SRLMathEnv",
+        {"dataset": "champ"},
+        "SRL on CHAMP's native solution steps, one whole solution per episode.",
+    ),
 ]
 
 
