@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub.add_argument("--method", default="pope",
                      help="method(s), comma-separated, each trained from the base model: grpo, pope, "
-                          "entropy, clip-higher, passk, mix-easy, sft-oracle (see pope_env.agents.methods; "
-                          "default: pope)")
+                          "entropy, clip-higher, passk, mix-easy, sft-oracle, srl, srl-sequence, "
+                          "srl-then-rlvr (see pope_env.agents.methods; default: pope)")
     sub.add_argument("--dataset", default="math-train-l5", help="training problems (default: math-train-l5)")
     sub.add_argument("--split", help="hard-split file to use instead of measuring one")
     sub.add_argument("--guidance", help="guidance file (i* per problem) to use instead of searching")
@@ -49,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--dynamic-sampling", action="store_true",
                      help="drop groups with zero reward variance and refill the batch")
     sub.add_argument("--sft-steps", type=int, default=None, help="SFT steps of sft-oracle (default: the method's)")
+    sub.add_argument("--srl-steps", type=int, default=None,
+                     help="SRL steps of srl-then-rlvr before its RLVR steps (default: --steps)")
     sub.add_argument("--eval-every", type=int, default=10, help="evaluate every N steps (default: 10)")
     sub.add_argument("--eval-k", type=int, default=8, help="samples per evaluation problem (default: 8)")
     sub.add_argument("--eval-problems", type=int, default=64, help="hard problems evaluated (default: 64)")
@@ -65,7 +68,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pope_env.agents.grpo import GRPOConfig
-    from pope_env.agents.methods import build_source, default_renderer, get_method, guidance_segments, make_items, sft_items
+    from pope_env.agents.methods import (
+        build_source,
+        default_renderer,
+        get_method,
+        guidance_segments,
+        make_items,
+        method_reward,
+        sft_items,
+    )
     from pope_env.agents.rollout import math_reward
     from pope_env.agents.train import TrainConfig, Trainer, plot_passk
     from pope_env.cli._sampling_args import make_sampling
@@ -120,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 3. training
     render = default_renderer(args.prompt_format)
-    reward = math_reward()
+    verifiable = math_reward()
     eval_items = make_items(hard[: args.eval_problems], render)
     rows: list[dict[str, Any]] = []
     for index, method in enumerate(methods):
@@ -139,11 +150,25 @@ def run(args: argparse.Namespace) -> int:
             eval_every=args.eval_every, eval_k=args.eval_k, save_every=args.save_every,
             mixed_precision=args.mixed_precision, tensorboard=not args.no_tensorboard, progress=progress,
         )
-        source = build_source(method, render, hard=train_hard, easy=easy, guidance=segments, seed=args.seed)
         print(f"[3/3] training {method.name}: {method.description} -> {out / method.name}")
-        trainer = Trainer(learner, source, reward, config, out / method.name, eval_items=eval_items,
-                          sft_source=sft_items(train_hard, render, seed=args.seed) if sft else None)
-        result = trainer.train()
+        if method.then:  # a curriculum: SRL first, then GRPO on the verifiable reward
+            from pope_env.agents.srl import train_srl_then_rlvr
+
+            second = get_method(method.then)
+            rlvr_source = build_source(second, render, hard=train_hard, easy=easy, guidance=segments, seed=args.seed)
+            config = dataclasses.replace(config, grpo=second.grpo_config(config.grpo.replace(
+                dynamic_sampling=args.dynamic_sampling, min_group_std=0.0)))
+            _, result = train_srl_then_rlvr(
+                learner, srl_problems=train_hard, rlvr_source=rlvr_source, rlvr_reward=verifiable, config=config,
+                srl_steps=args.srl_steps or args.steps, output_dir=out / method.name, eval_items=eval_items,
+                seed=args.seed,
+            )
+        else:
+            source = build_source(method, render, hard=train_hard, easy=easy, guidance=segments, seed=args.seed)
+            trainer = Trainer(learner, source, method_reward(method, verifiable), config, out / method.name,
+                              eval_items=eval_items, eval_reward_fn=verifiable,
+                              sft_source=sft_items(train_hard, render, seed=args.seed) if sft else None)
+            result = trainer.train()
         first = result.evals[0] if result.evals else {}
         last = result.evals[-1] if result.evals else {}
         key = f"pass@{args.eval_k}"
@@ -153,10 +178,10 @@ def run(args: argparse.Namespace) -> int:
 
     # 4. report over every method run in this folder (earlier invocations included)
     runs = {}
-    for log in sorted(out.glob("*/eval_log.jsonl")):
+    for log in sorted(out.glob("**/eval_log.jsonl")):
         points = [(r["step"], r[f"pass@{args.eval_k}"]) for r in read_jsonl(log, strict=False)
                   if f"pass@{args.eval_k}" in r]
-        runs[log.parent.name] = points
+        runs[str(log.parent.relative_to(out))] = points
     plot = plot_passk(runs, out / "passk.png", k=args.eval_k)
     atomic_write_json(out / "summary.json", {"dataset": args.dataset, "model": args.model, "hard": len(hard),
                                              "runs": rows})
