@@ -641,7 +641,7 @@ class Trainer:
             raise ConfigError(
                 f"refusing to resume from {path}: it was written for another model or config:\n  "
                 + "\n  ".join(diff)
-                + f"\nUse the same settings, or another output_dir for a new run."
+                + "\nUse the same settings, or another output_dir for a new run."
             )
         self.accelerator.load_state(str(path))
         mine = state["process_states"][self.accelerator.process_index]
