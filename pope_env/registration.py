@@ -87,6 +87,25 @@ ENV_SPECS: list[EnvSpecEntry] = [
         {"dataset": "champ"},
         "SRL on CHAMP's native solution steps, one whole solution per episode.",
     ),
+    # --- SWE tasks in a sandbox (envs/swe.py) ---------------------------------------------
+    EnvSpecEntry(
+        "POPE-SWE-v0",
+        "pope_env.envs.swe:SWEEnv",
+        {"mode": "unguided"},
+        "Local SWE-bench-format instances; shell commands in a sandbox, reward 1 if resolved.",
+    ),
+    EnvSpecEntry(
+        "POPE-SWE-Guided-v0",
+        "pope_env.envs.swe:SWEEnv",
+        {"mode": "guided"},
+        "As POPE-SWE-v0, with the expert's first i commands replayed as the roll-in.",
+    ),
+    EnvSpecEntry(
+        "SRL-SWE-v0",
+        "pope_env.envs.swe:SWEEnv",
+        {"mode": "srl"},
+        "Predict the expert's next command; reward = SRL step similarity.",
+    ),
 ]
 
 
