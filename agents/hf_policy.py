@@ -58,10 +58,44 @@ def plain_text_chat(messages: Sequence[dict[str, str]]) -> str:
     Each message becomes ``"{Role}: {content}"`` (``System``, ``User``, ``Assistant``),
     messages are separated by a blank line, and the text ends with ``"Assistant:"`` so the
     model continues as the assistant. Example: ``[{"role": "user", "content": "1+1?"}]`` ->
-    ``"User: 1+1?\\n\\nAssistant:"``.
+    ``"User: 1+1?\\n\\nAssistant:"``. If the last message is the assistant's (a partial
+    answer to continue), the text ends with that message's content instead.
     """
     parts = [f"{str(m.get('role', 'user')).capitalize()}: {m.get('content', '')}" for m in messages]
+    if messages and messages[-1].get("role") == "assistant":
+        return "\n\n".join(parts)
     return "\n\n".join(parts + ["Assistant:"])
+
+
+def continues_assistant(messages: Sequence[dict[str, str]]) -> bool:
+    """Whether chat messages end with a partial assistant message the model should continue."""
+    return bool(messages) and messages[-1].get("role") == "assistant"
+
+
+def render_prompt(tokenizer: Any, prompt: Prompt, *, chat_fallback: bool = True, name: str = "model") -> str:
+    """The text a policy feeds its model for one prompt.
+
+    Plain text is used as is. Chat messages go through the tokenizer's chat template with a
+    generation prompt; when the last message is the assistant's (a partial solution, as
+    step-wise envs build it), the template instead leaves that message open
+    (``continue_final_message=True``) so the model continues it. Without a chat template,
+    :func:`plain_text_chat` is used, or :class:`ChatTemplateError` raised if
+    ``chat_fallback`` is false.
+    """
+    if isinstance(prompt, str):
+        return prompt
+    if not isinstance(prompt, list) or not all(isinstance(m, dict) for m in prompt):
+        raise ConfigError(f"a prompt is a str or a list of chat message dicts, got {type(prompt).__name__}")
+    if tokenizer.chat_template:
+        if continues_assistant(prompt):
+            return tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    if not chat_fallback:
+        raise ChatTemplateError(
+            f"model {name!r} has no chat template; pass plain-text prompts, set "
+            "tokenizer.chat_template, or use chat_fallback=True"
+        )
+    return plain_text_chat(prompt)
 
 
 class HFPolicy:
@@ -123,19 +157,8 @@ class HFPolicy:
 
     # ------------------------------------------------------------------ prompts
     def render(self, prompt: Prompt) -> str:
-        """The prompt text fed to the model: plain text as is, chat messages templated."""
-        if isinstance(prompt, str):
-            return prompt
-        if not isinstance(prompt, list) or not all(isinstance(m, dict) for m in prompt):
-            raise ConfigError(f"a prompt is a str or a list of chat message dicts, got {type(prompt).__name__}")
-        if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        if not self.chat_fallback:
-            raise ChatTemplateError(
-                f"model {self.name!r} has no chat template; pass plain-text prompts, set "
-                "tokenizer.chat_template, or use HFPolicy(..., chat_fallback=True)"
-            )
-        return plain_text_chat(prompt)
+        """The prompt text fed to the model; see :func:`render_prompt`."""
+        return render_prompt(self.tokenizer, prompt, chat_fallback=self.chat_fallback, name=self.name)
 
     def encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         """Token ids of each rendered prompt (no padding; special tokens as the template has them)."""
@@ -190,6 +213,7 @@ class HFPolicy:
         logprobs: list[list[float]] = [[] for _ in range(batch)]
         texts: list[str | None] = [None] * batch  # final text once a row is done
         reasons = ["length"] * batch
+        matched: list[str | None] = [None] * batch  # the stop string that ended each row
         done = torch.zeros(batch, dtype=torch.bool, device=device)
         cache = None
         step_ids, step_pos = input_ids, positions
@@ -213,9 +237,9 @@ class HFPolicy:
                     done[b] = True
                 elif sampling.stop:
                     text = self._decode(tokens[b])
-                    cut = _first_stop(text, sampling.stop)
-                    if cut is not None:
-                        texts[b], reasons[b] = text[:cut], "stop"
+                    hit = _first_stop(text, sampling.stop)
+                    if hit is not None:
+                        texts[b], reasons[b], matched[b] = text[: hit[0]], "stop", hit[1]
                         done[b] = True
             if bool(done.all()):
                 break
@@ -231,6 +255,7 @@ class HFPolicy:
                 token_ids=tuple(tokens[b]),
                 logprobs=tuple(logprobs[b]),
                 finish_reason=reasons[b],
+                extra={"stop_reason": matched[b]},
             )
             for b in range(batch)
         ]
@@ -338,13 +363,13 @@ def _sample(logits: "torch.Tensor", sampling: SamplingParams, generator: "torch.
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
-def _first_stop(text: str, stops: Sequence[str]) -> int | None:
-    """Index where the earliest stop string starts in ``text``, or ``None``."""
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    """``(index, stop string)`` of the earliest stop string in ``text``, or ``None``."""
+    hits = [(i, s) for s, i in ((s, text.find(s)) for s in stops) if i >= 0]
     return min(hits) if hits else None
 
 
 def stop_text(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """``text`` cut before its first stop string, and whether one was found (shared with other policies)."""
-    cut = _first_stop(text, stops)
-    return (text, False) if cut is None else (text[:cut], True)
+    """``text`` cut before its first stop string, and whether one was found."""
+    hit = _first_stop(text, stops)
+    return (text, False) if hit is None else (text[: hit[0]], True)

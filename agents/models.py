@@ -207,6 +207,49 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def untied_copy(model_dir: str | os.PathLike[str]) -> Path:
+    """A cached copy of a tied-embedding model with a separate, identical output layer.
+
+    vLLM cannot hot-reload the output layer of a tied model (see ``vllm_policy``); the copy has
+    ``tie_word_embeddings=False`` and ``lm_head.weight`` equal to the input embeddings, so it
+    computes exactly the same function. Written atomically like :func:`convert_gguf`.
+    """
+    torch = require("torch", "train")
+    transformers = require("transformers", "train")
+    source = Path(model_dir)
+    out_dir = cache_dir("models") / f"{source.name}-untied-{_file_digest(source / 'config.json')}-{_dir_digest(source)}"
+    if (out_dir / _DONE_MARKER).is_file():
+        return out_dir
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+        head = model.get_output_embeddings()
+        model.config.tie_word_embeddings = False
+        head.weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _DONE_MARKER).write_text(f"untied copy of {source}\n", encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            if not (out_dir / _DONE_MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _dir_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        h.update(f.name.encode())
+        h.update(_file_digest(f).encode())
+    return h.hexdigest()[:12]
+
+
 def _packaged_gguf_path(spec: PackagedGGUF) -> Path:
     try:
         from pope_env.datasets.packaged import packaged_file

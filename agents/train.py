@@ -699,7 +699,8 @@ def tokenize_pairs(learner: Any, items: Sequence[PromptItem]) -> tuple[list[list
     """Token ids of (prompt, oracle solution) pairs for SFT.
 
     Uses ``learner.tokenize(prompts, completions)`` when the learner has it, else an HF
-    ``learner.tokenizer`` (chat template for message prompts; EOS appended).
+    ``learner.tokenizer`` for the solution (EOS appended) and the learner's own prompt
+    encoding (``learner.encode(prompts)``, as it samples) or the chat template.
     """
     for it in items:
         if it.problem is None or not it.problem.solution:
@@ -716,9 +717,13 @@ def tokenize_pairs(learner: Any, items: Sequence[PromptItem]) -> tuple[list[list
             f"{type(learner).__name__} has neither tokenize() nor a tokenizer; the sft-oracle "
             "method needs one of them to turn oracle solutions into token ids"
         )
+    encode = getattr(learner, "encode", None)
+    encoded = [list(x) for x in encode(prompts)] if callable(encode) else None
     prompt_ids, completion_ids = [], []
-    for prompt, target in zip(prompts, targets):
-        if isinstance(prompt, str):
+    for i, (prompt, target) in enumerate(zip(prompts, targets)):
+        if encoded is not None:
+            ids = encoded[i]
+        elif isinstance(prompt, str):
             ids = tok(prompt, add_special_tokens=False)["input_ids"]
         else:
             ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)

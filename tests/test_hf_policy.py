@@ -236,3 +236,54 @@ def test_real_smollm2_answers_a_math500_problem():
 
 
 EASY_MATH500_ID = "test/prealgebra/1747.json"
+
+
+# ---------------------------------------------------------------- step-wise generation (issue 8)
+def test_a_partial_assistant_message_is_continued_not_closed(policy):
+    from pope_env.agents.hf_policy import render_prompt
+
+    question = [{"role": "user", "content": "Compute $2+3+4$."}]
+    step = "First, $2+3=5$.\n\n"
+    continued = policy.render(question + [{"role": "assistant", "content": step}])
+    assert continued == policy.render(question) + step
+    bare = copy.deepcopy(policy.tokenizer)
+    bare.chat_template = None
+    assert render_prompt(bare, question + [{"role": "assistant", "content": step}]) == plain_text_chat(question) + " " + step
+
+
+def test_step_agent_stops_at_the_boundary_and_puts_it_back(policy):
+    from pope_env.agents.step_agent import StepPolicyAgent
+
+    greedy = SamplingParams(temperature=0, max_new_tokens=24)
+    whole = policy.generate(["Hello"], sampling=greedy)[0][0]
+    sep = whole.text[len(whole.text) // 3 : len(whole.text) // 3 + 2]
+    assert sep.strip()
+    agent = StepPolicyAgent(policy, greedy, separator=sep)
+    step = agent.act("Hello", {})
+    assert step == whole.text[: whole.text.find(sep) + len(sep)]
+    (gen,) = agent.last_generations
+    assert gen.extra["stop_reason"] == sep and whole.token_ids[: len(gen.token_ids)] == gen.token_ids
+    # Without a boundary before the budget runs out the step is cut and returned as is.
+    budget = StepPolicyAgent(policy, SamplingParams(temperature=0, max_new_tokens=3), separator="\u2603\u2603")
+    assert budget.act("Hello", {}) == policy.generate(["Hello"], sampling=SamplingParams(temperature=0, max_new_tokens=3))[0][0].text
+    assert budget.last_generations[0].finish_reason == "length"
+    with pytest.raises(ConfigError, match="separator"):
+        StepPolicyAgent(policy, separator="")
+
+
+def test_steps_assembled_one_call_at_a_time_equal_the_one_shot_text(policy):
+    """Steps concatenate to the one-shot text whenever re-encoding the prefix keeps its tokens."""
+    from pope_env.agents.step_agent import StepPolicyAgent
+
+    greedy = SamplingParams(temperature=0, max_new_tokens=40)
+    messages = [{"role": "user", "content": "Go on."}]
+    whole = policy.generate([messages], sampling=greedy)[0][0]
+    sep = whole.text[len(whole.text) // 2 : len(whole.text) // 2 + 1]
+    agent = StepPolicyAgent(policy, greedy, separator=sep)
+    first = agent.act("", {"messages": messages})
+    prefix_ids = policy.encode([messages + [{"role": "assistant", "content": first}]])[0]
+    if prefix_ids != list(whole.prompt_ids) + list(agent.last_generations[0].token_ids):
+        pytest.skip("the random model's tokens do not re-encode to themselves; nothing to compare")
+    rest = policy.generate([messages + [{"role": "assistant", "content": first}]],
+                           sampling=SamplingParams(temperature=0, max_new_tokens=40 - len(prefix_ids) + len(whole.prompt_ids)))
+    assert first + rest[0][0].text == whole.text

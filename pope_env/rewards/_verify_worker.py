@@ -14,11 +14,29 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import threading
+import time
 from functools import lru_cache
 
 
+def _exit_when_orphaned(interval_s: float = 1.0) -> None:
+    """Exit if the parent dies, even while stuck in a long computation (stdin EOF alone
+    would not be noticed until the current item finishes)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> int:
+    _exit_when_orphaned()
     out = sys.stdout
     try:
         from math_verify import parse, verify
