@@ -134,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     from pope_env.io import atomic_write_json
     from pope_env.rewards.math import MathVerifier
 
+    # Under `nice`, give this process's scheduling group the same niceness that the
+    # verifier's workers give theirs (they run in their own sessions), so both
+    # contenders compete for the CPU on equal terms.
+    if os.nice(0) > 0:
+        try:
+            Path("/proc/self/autogroup").write_text(str(os.nice(0)))
+        except OSError:
+            pass
     load_before = os.getloadavg()
     pairs = make_pairs(args.limit)
     verifier = MathVerifier(workers=args.workers)  # default 5 s limit for the real pairs
@@ -222,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "identical_verdicts": len(pairs) - len(mismatches),
         "mismatches": mismatches[:20],
         "verifier_stats": stats,
+        "niceness": os.nice(0),
         "adversarial": {
             "n": len(adversarial_results),
             "time_limit_s": args.timeout,
