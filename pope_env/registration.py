@@ -49,6 +49,44 @@ ENV_SPECS: list[EnvSpecEntry] = [
         {"dataset": "math500", "mode": "unguided"},
         "MATH-500, unguided (evaluation).",
     ),
+    # --- step-level math (envs/steps.py) -------------------------------------------------
+    EnvSpecEntry(
+        "POPE-Math-Steps-v0",
+        "pope_env.envs.steps:MathStepsEnv",
+        {"dataset": "math-train", "mode": "unguided"},
+        "Step-level MDP on MATH train: one reasoning step per action; roll in from any state.",
+    ),
+    EnvSpecEntry(
+        "POPE-Math-Steps-Hard-v0",
+        "pope_env.envs.steps:MathStepsEnv",
+        {"dataset": "math-train-l5", "mode": "pope"},
+        "Step-level MDP on the hard split, guided and unguided starts mixed 1:1.",
+    ),
+    EnvSpecEntry(
+        "POPE-Math-Steps-Guided-v0",
+        "pope_env.envs.steps:MathStepsEnv",
+        {"dataset": "math-train-l5", "mode": "guided"},
+        "Step-level MDP on the hard split, always starting after the oracle prefix i*.",
+    ),
+    # --- SRL: step-wise similarity rewards with expert roll-in (envs/srl.py) ---------------
+    EnvSpecEntry(
+        "SRL-Math-v0",
+        "pope_env.envs.srl:SRLMathEnv",
+        {"dataset": "math-train"},
+        "SRL: walk one expert MATH solution step by step; reward = similarity to the expert step.",
+    ),
+    EnvSpecEntry(
+        "SRL-Math-Step-v0",
+        "pope_env.envs.srl:SRLMathStepEnv",
+        {"dataset": "math-train"},
+        "SRL: one (problem, step k) prompt per episode, drawn uniformly, for batched GRPO.",
+    ),
+    EnvSpecEntry(
+        "SRL-CHAMP-v0",
+        "pope_env.envs.srl:SRLMathEnv",
+        {"dataset": "champ"},
+        "SRL on CHAMP's native solution steps, one whole solution per episode.",
+    ),
 ]
 
 

@@ -1,0 +1,606 @@
+"""GRPO, readable top to bottom: group advantages, the clipped surrogate, and one update.
+
+Notation (DeepSeekMath's GRPO, DAPO's clip-higher and token-level loss, POPE's setup):
+
+* a *group* is ``G`` completions ``o_1..o_G`` sampled from the rollout policy ``pi_old`` for
+  one prompt ``q``, with scalar rewards ``r_1..r_G``;
+* the advantage of every token of ``o_i`` is the group-relative reward
+  ``A_i = r_i - mean(r)`` (optionally divided by ``std(r)``), or the pass@k advantage;
+* the per-token importance ratio is ``rho_{i,t} = pi_theta(o_{i,t}|q,o_{i,<t}) /
+  pi_old(o_{i,t}|q,o_{i,<t})`` against the log-probs recorded at rollout time;
+* the loss is ``-min(rho A, clip(rho, 1-eps_low, 1+eps_high) A)`` per token, aggregated over
+  all tokens of the batch (token-level: every token weighs the same), plus optional
+  ``beta * KL_k3(pi_theta || pi_ref)`` and ``- c_H * H(pi_theta)`` terms.
+
+Defaults follow the POPE paper's GRPO: no KL, no entropy term, mean-centred advantages not
+divided by the std, eps_low = eps_high = 0.2, token-level aggregation.
+
+The learner is any :class:`LearnerPolicy` (a :class:`~pope_env.agents.policy.Policy` that also
+exposes its ``torch.nn.Module`` and differentiable per-token log-probs); the update runs
+under Hugging Face ``accelerate`` so the same code runs on one CPU, one GPU or many
+processes (see :mod:`pope_env.agents.train`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+import torch
+
+from pope_env.agents.policy import Policy
+from pope_env.errors import ConfigError, DependencyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from accelerate import Accelerator
+
+    from pope_env.agents.rollout import Group
+
+
+# ----------------------------------------------------------------------------------------
+# The learner contract
+# ----------------------------------------------------------------------------------------
+class TokenLogprobs(NamedTuple):
+    """Per-token log-probs of completions, right-padded to the longest completion.
+
+    Attributes:
+        logprobs: ``[B, T]`` float tensor, ``log pi_theta(token)`` at temperature 1 (with
+            gradients when computed with grad enabled); 0 at padded positions.
+        mask: ``[B, T]`` float tensor, 1 for real completion tokens, 0 for padding.
+        entropy: ``[B, T]`` per-token entropy of ``pi_theta`` (nats) when asked for, else
+            ``None``.
+    """
+
+    logprobs: torch.Tensor
+    mask: torch.Tensor
+    entropy: torch.Tensor | None = None
+
+
+@runtime_checkable
+class LearnerPolicy(Policy, Protocol):
+    """A policy the GRPO trainer can update.
+
+    Besides ``generate`` (the :class:`~pope_env.agents.policy.Policy` contract), it exposes:
+
+    * ``model``: the ``torch.nn.Module`` whose parameters are trained. The trainer may
+      temporarily replace this attribute by the ``accelerate``-wrapped module (DDP, FSDP)
+      while computing the loss, so ``token_logprobs`` must call ``self.model`` at call time.
+    * ``token_logprobs(prompt_ids, completion_ids, *, with_entropy=False)``: the per-token
+      log-probs of each completion given its prompt, as :class:`TokenLogprobs`, on the
+      model's device, differentiable.
+
+    Optional, used when present: ``tokenize(prompts, completions) -> (prompt_ids,
+    completion_ids)`` to turn oracle solutions into token ids for the ``sft-oracle`` method
+    (an HF policy with a ``tokenizer`` attribute works without it).
+    """
+
+    model: torch.nn.Module
+
+    def token_logprobs(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        completion_ids: Sequence[Sequence[int]],
+        *,
+        with_entropy: bool = False,
+    ) -> TokenLogprobs: ...
+
+
+# ----------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------
+Aggregation = Literal["token", "sequence"]
+AdvantageKind = Literal["group", "passk"]
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """Hyper-parameters of the GRPO update.
+
+    Attributes:
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        adam_betas: AdamW betas.
+        eps_low: Lower clip range: ratios below ``1 - eps_low`` are clipped (negative A).
+        eps_high: Upper clip range: ratios above ``1 + eps_high`` are clipped (positive A).
+            ``eps_high > eps_low`` is DAPO's clip-higher.
+        scale_by_std: Divide group advantages by the group's reward std (GRPO original);
+            off by default (Dr. GRPO / POPE: mean-centred only).
+        advantage: ``"group"`` (group-relative) or ``"passk"`` (pass@k objective, from
+            :func:`pope_env.metrics.passk_advantages`).
+        passk_k: ``k`` of the pass@k objective.
+        aggregation: ``"token"``: every token of the batch weighs the same (DAPO);
+            ``"sequence"``: mean over each completion's tokens, then over completions.
+        kl_beta: Weight of the k3 KL estimate to the reference policy (0: no reference).
+        entropy_coef: Weight of the entropy bonus (0: none).
+        epochs: Optimisation passes over each batch of rollouts (PPO's mu; 1 = on-policy).
+        micro_batch_size: Completions per forward/backward pass (gradient accumulation over
+            micro-batches; the loss is normalised over the whole batch, so the update does
+            not depend on this value).
+        max_grad_norm: Gradient clipping threshold (``None``: no clipping).
+        min_group_std: Dynamic sampling: groups whose reward std is at most this value carry
+            no signal and are dropped (and the batch refilled) when ``dynamic_sampling``.
+        dynamic_sampling: Drop zero-variance groups and refill the batch (DAPO).
+        max_refill_rounds: Rounds of extra rollouts dynamic sampling may try before giving
+            up with :class:`~pope_env.agents.rollout.DynamicSamplingError`.
+    """
+
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    scale_by_std: bool = False
+    advantage: AdvantageKind = "group"
+    passk_k: int = 4
+    aggregation: Aggregation = "token"
+    kl_beta: float = 0.0
+    entropy_coef: float = 0.0
+    epochs: int = 1
+    micro_batch_size: int = 8
+    max_grad_norm: float | None = 1.0
+    min_group_std: float = 0.0
+    dynamic_sampling: bool = False
+    max_refill_rounds: int = 8
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 <= self.eps_low < 1, f"eps_low must be in [0, 1), got {self.eps_low}"),
+            (self.eps_high >= 0, f"eps_high must be >= 0, got {self.eps_high}"),
+            (self.advantage in ("group", "passk"), f"advantage must be 'group' or 'passk', got {self.advantage!r}"),
+            (self.aggregation in ("token", "sequence"),
+             f"aggregation must be 'token' or 'sequence', got {self.aggregation!r}"),
+            (self.passk_k >= 1, f"passk_k must be >= 1, got {self.passk_k}"),
+            (self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.micro_batch_size >= 1, f"micro_batch_size must be >= 1, got {self.micro_batch_size}"),
+            (self.max_grad_norm is None or self.max_grad_norm > 0,
+             f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}"),
+            (self.min_group_std >= 0, f"min_group_std must be >= 0, got {self.min_group_std}"),
+            (self.max_refill_rounds >= 0, f"max_refill_rounds must be >= 0, got {self.max_refill_rounds}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+    def replace(self, **changes: Any) -> "GRPOConfig":
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------------------
+# Advantages (pure functions over a [num_groups, group_size] reward tensor)
+# ----------------------------------------------------------------------------------------
+def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = False, eps: float = 1e-6) -> torch.Tensor:
+    """Group-relative advantages ``A_i = r_i - mean_j r_j`` (``/ (std_j r_j + eps)`` if asked).
+
+    Args:
+        rewards: ``[num_groups, group_size]`` rewards; ``group_size >= 2``.
+        scale_by_std: Divide by the group's unbiased reward std (GRPO's original form).
+        eps: Added to the std to avoid dividing by zero in a zero-variance group.
+
+    Returns:
+        ``[num_groups, group_size]`` advantages (0 for every member of a zero-variance group).
+    """
+    _check_groups(rewards)
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if scale_by_std:
+        centred = centred / (rewards.std(dim=1, keepdim=True) + eps)
+    return centred
+
+
+def passk_group_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """Pass@k-objective advantages per group (binary rewards: 1 = correct).
+
+    Delegates to :func:`pope_env.metrics.passk_advantages` (the analytic form of "Pass@k
+    Training for Adaptively Balancing Exploration and Exploitation", 2025), one group at a
+    time.
+    """
+    _check_groups(rewards)
+    try:
+        from pope_env.metrics import passk_advantages
+    except ImportError as exc:  # the guidance helper's module; present on main once merged
+        raise DependencyError(
+            "the pass@k objective needs pope_env.metrics.passk_advantages, which this "
+            f"install lacks ({exc}); update pope-env"
+        ) from exc
+    rows = [torch.as_tensor(passk_advantages(row.tolist(), k), dtype=rewards.dtype) for row in rewards]
+    return torch.stack(rows).to(rewards.device)
+
+
+def group_reward_std(rewards: torch.Tensor) -> torch.Tensor:
+    """Unbiased reward std of each group: ``[num_groups]``."""
+    _check_groups(rewards)
+    return rewards.std(dim=1)
+
+
+def informative_groups(rewards: torch.Tensor, min_std: float = 0.0) -> torch.Tensor:
+    """Dynamic sampling's filter: ``True`` for groups whose reward std exceeds ``min_std``.
+
+    A group where every completion got the same reward has zero advantage everywhere and
+    contributes no policy gradient; DAPO drops such groups and samples more prompts. SRL
+    uses a small positive threshold (0.01) for its continuous similarity rewards.
+    """
+    return group_reward_std(rewards) > min_std
+
+
+def _check_groups(rewards: torch.Tensor) -> None:
+    if rewards.dim() != 2:
+        raise ConfigError(f"rewards must be [num_groups, group_size], got shape {tuple(rewards.shape)}")
+    if rewards.shape[1] < 2:
+        raise ConfigError(
+            f"group size is {rewards.shape[1]}: group-relative advantages need at least 2 "
+            "completions per prompt (set group_size >= 2)"
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# Per-token terms and aggregation
+# ----------------------------------------------------------------------------------------
+def clipped_surrogate(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate per token, as a loss (to minimise).
+
+    ``rho = exp(logp - old_logp)``; ``loss = -min(rho * A, clip(rho, 1-eps_low, 1+eps_high) * A)``.
+
+    Args:
+        logp: ``[B, T]`` log-probs under the current policy ``pi_theta``.
+        old_logp: ``[B, T]`` log-probs under the rollout policy ``pi_old``.
+        advantages: ``[B]`` per-completion (broadcast over tokens) or ``[B, T]`` advantages.
+
+    Returns:
+        ``(loss, ratio, clipped)``: ``[B, T]`` per-token loss, the ratios ``rho`` and a bool
+        mask of tokens where clipping is active (the gradient is zero there).
+    """
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(1)
+    ratio = torch.exp(logp - old_logp)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * advantages
+    loss = -torch.minimum(unclipped, clipped)
+    is_clipped = ((ratio < 1.0 - eps_low) & (advantages < 0)) | ((ratio > 1.0 + eps_high) & (advantages > 0))
+    return loss, ratio, is_clipped
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Schulman's k3 estimator of ``KL(pi_theta || pi_ref)`` per token:
+    ``exp(ref - logp) - (ref - logp) - 1`` (unbiased, always >= 0)."""
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1.0
+
+
+def aggregate(
+    values: torch.Tensor, mask: torch.Tensor, *, how: Aggregation = "token", normalizer: float | None = None
+) -> torch.Tensor:
+    """Reduce a ``[B, T]`` per-token tensor to a scalar over the masked tokens.
+
+    ``"token"``: ``sum(values * mask) / normalizer`` where ``normalizer`` defaults to
+    ``mask.sum()``: every token of the batch weighs the same (DAPO's token-level loss).
+    ``"sequence"``: each completion's token mean, summed and divided by ``normalizer``
+    (default: the number of completions), i.e. GRPO's sample-level mean.
+
+    Pass the *whole batch's* token (or completion) count as ``normalizer`` when ``values``
+    is one micro-batch or one process's shard, so that the parts add up to the full loss.
+    """
+    mask = mask.to(values.dtype)
+    if how == "token":
+        denom = mask.sum() if normalizer is None else normalizer
+        return (values * mask).sum() / max(float(denom), 1.0)
+    if how == "sequence":
+        per_seq = (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        denom = per_seq.shape[0] if normalizer is None else normalizer
+        return per_seq.sum() / max(float(denom), 1.0)
+    raise ConfigError(f"aggregation must be 'token' or 'sequence', got {how!r}")
+
+
+class LossTerms(NamedTuple):
+    """The loss and its parts (all scalars; the parts are detached)."""
+
+    loss: torch.Tensor
+    policy_loss: torch.Tensor
+    kl: torch.Tensor
+    entropy: torch.Tensor
+    clip_fraction: torch.Tensor
+    ratio_mean: torch.Tensor
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    aggregation: Aggregation = "token",
+    normalizer: float | None = None,
+    ref_logp: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+    entropy: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
+) -> LossTerms:
+    """The GRPO objective as a loss:
+    ``L = agg(-min(rho A, clip(rho) A)) + beta * agg(KL_k3) - c_H * agg(H)``.
+
+    Every term is aggregated the same way (see :func:`aggregate`); ``normalizer`` makes
+    micro-batch and per-process losses add up to the full-batch loss. The reported
+    ``kl``/``entropy``/``clip_fraction``/``ratio_mean`` use the same normaliser, so they
+    too add up across parts.
+    """
+    agg = lambda v: aggregate(v, mask, how=aggregation, normalizer=normalizer)  # noqa: E731
+    pg_tok, ratio, is_clipped = clipped_surrogate(logp, old_logp, advantages, eps_low=eps_low, eps_high=eps_high)
+    policy_loss = agg(pg_tok)
+    loss = policy_loss
+    zero = policy_loss.new_zeros(())
+    kl = zero
+    if kl_beta > 0:
+        if ref_logp is None:
+            raise ConfigError("kl_beta > 0 needs the reference policy's log-probs (ref_logp)")
+        kl = agg(kl_k3(logp, ref_logp))
+        loss = loss + kl_beta * kl
+    ent = zero
+    if entropy is not None:
+        ent = agg(entropy)
+        if entropy_coef:
+            loss = loss - entropy_coef * ent
+    elif entropy_coef:
+        raise ConfigError("entropy_coef != 0 needs per-token entropies (token_logprobs(with_entropy=True))")
+    return LossTerms(
+        loss=loss,
+        policy_loss=policy_loss.detach(),
+        kl=kl.detach(),
+        entropy=ent.detach(),
+        clip_fraction=agg(is_clipped.to(logp.dtype)).detach(),
+        ratio_mean=agg(ratio.detach()),
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# One update over a batch of groups
+# ----------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """Flat tensors-to-be of one training batch (built by :func:`flatten_groups`).
+
+    ``advantages[i]`` is completion ``i``'s advantage; ``old_logprobs[i]`` its rollout
+    log-probs (one per completion token).
+    """
+
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    old_logprobs: list[list[float]]
+    advantages: list[float]
+    ref_logprobs: list[list[float]] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.completion_ids)
+
+    def select(self, idx: Sequence[int]) -> "Batch":
+        """The completions at ``idx`` (a shard or micro-batch)."""
+        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+        return Batch(
+            prompt_ids=pick(self.prompt_ids),
+            completion_ids=pick(self.completion_ids),
+            old_logprobs=pick(self.old_logprobs),
+            advantages=pick(self.advantages),
+            ref_logprobs=pick(self.ref_logprobs) if self.ref_logprobs is not None else None,
+            meta=self.meta,
+        )
+
+
+def compute_advantages(rewards: torch.Tensor, config: GRPOConfig) -> torch.Tensor:
+    """The advantages the config asks for, ``[num_groups, group_size]``."""
+    if config.advantage == "passk":
+        return passk_group_advantages(rewards, config.passk_k)
+    return group_advantages(rewards, scale_by_std=config.scale_by_std)
+
+
+def flatten_groups(groups: Sequence["Group"], config: GRPOConfig) -> Batch:
+    """Turn groups of rollouts into one :class:`Batch` with per-completion advantages.
+
+    All groups must have the same size >= 2. Completions without token ids (a policy that
+    does not report them) cannot be trained on and raise :class:`ConfigError`.
+    """
+    if not groups:
+        raise ConfigError("no groups to train on")
+    sizes = {len(g.rollouts) for g in groups}
+    if len(sizes) != 1:
+        raise ConfigError(f"all groups must have the same size, got sizes {sorted(sizes)}")
+    rewards = torch.tensor([[r.reward for r in g.rollouts] for g in groups], dtype=torch.float64)
+    adv = compute_advantages(rewards, config)
+    batch = Batch([], [], [], [])
+    for g, a in zip(groups, adv.tolist()):
+        for r, ai in zip(g.rollouts, a):
+            if not r.completion_ids:
+                # An empty completion still has a position for EOS in a real tokenizer; a
+                # policy that returns no ids at all cannot be trained.
+                raise ConfigError(
+                    f"rollout for {g.item.problem_id!r} has no completion token ids; the "
+                    "learner policy must return Generation.token_ids and logprobs"
+                )
+            batch.prompt_ids.append(list(r.prompt_ids))
+            batch.completion_ids.append(list(r.completion_ids))
+            batch.old_logprobs.append(list(r.logprobs))
+            batch.advantages.append(float(ai))
+    return batch
+
+
+def pad_right(rows: Sequence[Sequence[float]], width: int, *, dtype: torch.dtype, device: Any) -> torch.Tensor:
+    """``[len(rows), width]`` tensor of ``rows`` right-padded with zeros (cut at ``width``)."""
+    out = torch.zeros(len(rows), width, dtype=dtype, device=device)
+    for i, row in enumerate(rows):
+        row = list(row)[:width]
+        if row:
+            out[i, : len(row)] = torch.tensor(row, dtype=dtype, device=device)
+    return out
+
+
+@torch.no_grad()
+def recompute_logprobs(learner: LearnerPolicy, batch: Batch, micro_batch_size: int) -> list[list[float]]:
+    """``log pi(token)`` of every completion token under ``learner`` now (no gradients)."""
+    out: list[list[float]] = []
+    for start in range(0, len(batch), micro_batch_size):
+        idx = range(start, min(start + micro_batch_size, len(batch)))
+        part = batch.select(list(idx))
+        tl = learner.token_logprobs(part.prompt_ids, part.completion_ids)
+        for row, m in zip(tl.logprobs.float().cpu(), tl.mask.cpu()):
+            out.append(row[m.bool()].tolist())
+    return out
+
+
+class UpdateStats(NamedTuple):
+    """What one :func:`grpo_update` did (floats, summed over processes where it matters)."""
+
+    loss: float
+    policy_loss: float
+    kl: float
+    entropy: float
+    clip_fraction: float
+    ratio_mean: float
+    grad_norm: float
+    tokens: int
+    skipped: bool
+
+
+def grpo_update(
+    learner: LearnerPolicy,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    config: GRPOConfig,
+    *,
+    accelerator: "Accelerator | None" = None,
+    model: torch.nn.Module | None = None,
+) -> UpdateStats:
+    """One GRPO update: ``config.epochs`` passes over ``batch``, each one optimiser step.
+
+    ``batch`` is this process's shard; the loss is normalised by the token (or completion)
+    count of the batch summed over all processes, so with ``N`` processes the averaged
+    gradients equal the single-process gradients of the full batch. Gradients are
+    accumulated over micro-batches of ``config.micro_batch_size`` completions. A
+    non-finite loss or gradient norm skips the step (``skipped=True``; no parameter or
+    optimiser-state change).
+
+    Args:
+        learner: The policy; ``learner.model`` is temporarily set to ``model`` (the
+            accelerate-wrapped module) while the loss is computed.
+        optimizer: The (accelerate-prepared) optimiser over the model's parameters.
+        batch: This process's completions with advantages and rollout log-probs.
+        config: The update's hyper-parameters.
+        accelerator: The ``accelerate.Accelerator`` (``None``: plain single process).
+        model: The wrapped module to compute with (default: ``learner.model``).
+    """
+    raw_model = learner.model
+    model = model if model is not None else raw_model
+    device = next(raw_model.parameters()).device
+    n_local = len(batch)
+    tokens_local = sum(len(c) for c in batch.completion_ids)
+    count_local = tokens_local if config.aggregation == "token" else n_local
+    normalizer = float(_sum_over_processes(accelerator, count_local, device))
+    tokens_total = int(_sum_over_processes(accelerator, tokens_local, device))
+    if any(len(lp) != len(c) for lp, c in zip(batch.old_logprobs, batch.completion_ids)):
+        batch.old_logprobs = recompute_logprobs(learner, batch, config.micro_batch_size)
+    need_entropy = True  # logged every step; cheap next to the forward pass itself
+    totals = dict.fromkeys(("loss", "policy_loss", "kl", "entropy", "clip_fraction", "ratio_mean"), 0.0)
+    grad_norm = 0.0
+    skipped = False
+    micro = [list(range(s, min(s + config.micro_batch_size, n_local))) for s in range(0, n_local, config.micro_batch_size)]
+    for _epoch in range(config.epochs):
+        totals = dict.fromkeys(totals, 0.0)
+        optimizer.zero_grad(set_to_none=True)
+        learner.model = model
+        try:
+            for j, idx in enumerate(micro):
+                part = batch.select(idx)
+                sync = j == len(micro) - 1
+                ctx = accelerator.no_sync(model) if (accelerator is not None and not sync) else _nullcontext()
+                with ctx:
+                    tl = learner.token_logprobs(part.prompt_ids, part.completion_ids, with_entropy=need_entropy)
+                    width = tl.logprobs.shape[1]
+                    old = pad_right(part.old_logprobs, width, dtype=tl.logprobs.dtype, device=tl.logprobs.device)
+                    ref = None
+                    if config.kl_beta > 0:
+                        if part.ref_logprobs is None:
+                            raise ConfigError("kl_beta > 0 but the batch has no reference log-probs")
+                        ref = pad_right(part.ref_logprobs, width, dtype=tl.logprobs.dtype, device=tl.logprobs.device)
+                    adv = torch.tensor(part.advantages, dtype=tl.logprobs.dtype, device=tl.logprobs.device)
+                    terms = grpo_loss(
+                        tl.logprobs, old, adv, tl.mask,
+                        eps_low=config.eps_low, eps_high=config.eps_high,
+                        aggregation=config.aggregation, normalizer=normalizer,
+                        ref_logp=ref, kl_beta=config.kl_beta,
+                        entropy=tl.entropy, entropy_coef=config.entropy_coef,
+                    )
+                    if accelerator is not None:
+                        # DDP averages gradients over processes; undo the average so the
+                        # per-process sums (each over the global normaliser) add up.
+                        accelerator.backward(terms.loss * accelerator.num_processes)
+                    else:
+                        terms.loss.backward()
+                for key in totals:
+                    totals[key] += float(getattr(terms, key).detach())
+        finally:
+            learner.model = raw_model
+        local = torch.tensor([totals[k] for k in totals], dtype=torch.float64, device=device)
+        summed = _sum_over_processes(accelerator, local, device)
+        totals = dict(zip(totals, summed.tolist()))
+        params = [p for p in raw_model.parameters() if p.requires_grad]
+        grad_norm = _clip_and_norm(params, config.max_grad_norm, accelerator, model)
+        if not math.isfinite(totals["loss"]) or not math.isfinite(grad_norm):
+            optimizer.zero_grad(set_to_none=True)
+            skipped = True
+            break
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return UpdateStats(
+        loss=totals["loss"],
+        policy_loss=totals["policy_loss"],
+        kl=totals["kl"],
+        entropy=totals["entropy"],
+        clip_fraction=totals["clip_fraction"],
+        ratio_mean=totals["ratio_mean"],
+        grad_norm=grad_norm,
+        tokens=tokens_total,
+        skipped=skipped,
+    )
+
+
+def _clip_and_norm(params: list[torch.nn.Parameter], max_norm: float | None, accelerator: Any, model: Any) -> float:
+    limit = max_norm if max_norm is not None else float("inf")
+    if accelerator is not None:
+        norm = accelerator.clip_grad_norm_(model.parameters(), limit)
+    else:
+        norm = torch.nn.utils.clip_grad_norm_(params, limit)
+    return float(norm) if norm is not None else 0.0
+
+
+def _sum_over_processes(accelerator: Any, value: Any, device: Any) -> Any:
+    t = value if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=torch.float64, device=device)
+    if accelerator is None or accelerator.num_processes == 1:
+        return t
+    return accelerator.reduce(t, reduction="sum")
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def make_optimizer(model: torch.nn.Module, config: GRPOConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, as configured."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError(f"{type(model).__name__} has no trainable parameters")
+    return torch.optim.AdamW(params, lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay)

@@ -1,0 +1,207 @@
+"""Single-turn math: the policy writes one whole solution per episode."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+
+from pope_env.datasets import load_dataset
+from pope_env.errors import ConfigError, EnvStateError
+from pope_env.guidance import (
+    GuidanceConfig,
+    guided_messages,
+    guided_text,
+    unguided_messages,
+    unguided_text,
+)
+from pope_env.problem import Problem
+from pope_env.rewards.math import MathScore, MathVerifier, default_verifier
+from pope_env.rollin import RollInSampler
+from pope_env.spaces import UnicodeText
+
+
+class MathEnv(gym.Env[str, str]):
+    """One math problem per episode, optionally rolled in with an oracle-solution prefix.
+
+    ## Description
+    The state is a prompt: a problem ``x`` (unguided), or POPE's guided roll-in
+    ``concat(x, z[:i], I)``: the problem, the first ``i`` steps of the oracle solution ``z``
+    and an instruction ``I`` to continue from them to a final ``\\boxed{}`` answer. The agent
+    answers with one completion; the episode ends there. The oracle solution and the gold
+    answer are privileged: they never appear in an observation (beyond the guidance prefix,
+    which never contains the step with the final answer) or in ``info``.
+
+    ## Action Space
+    ``UnicodeText(max_action_chars)``: the completion text. Any ``str`` is accepted by
+    ``step``; a non-string action, or one longer than the space allows, scores 0 with
+    ``info["format_ok"] = False`` instead of raising, so a misbehaving policy cannot crash
+    a vector env.
+
+    ## Observation Space
+    ``UnicodeText``: the prompt rendered as plain text (system instruction, problem and, when
+    guided, the partial solution). The same prompt as chat messages is in
+    ``info["messages"]``: give those to a chat model.
+
+    ## Rewards
+    ``1.0`` if the final answer (last ``\\boxed{}``, with the fallbacks of
+    :func:`pope_env.rewards.math.extract_answer`) is verified equal to the gold answer by
+    math-verify, else ``0.0``. Verification has a hard wall-clock limit
+    (``verify_timeout_s``); a timed-out verification scores 0 with ``info["timed_out"]``.
+
+    ## Starting State
+    A problem drawn from ``dataset`` in a seeded random order without replacement
+    (reshuffled each pass). The roll-in depends on ``mode``:
+
+    - ``"unguided"``: the bare problem.
+    - ``"guided"``: always guided with the problem's prefix length ``i``.
+    - ``"pope"``: guided and unguided versions mixed exactly ``guided_ratio`` : 1 -
+      ``guided_ratio`` over each block of resets (1:1 by default: every consecutive pair of
+      resets holds one guided and one unguided episode, in seeded order).
+
+    The prefix length ``i`` is the problem's ``i*`` from ``guidance_file`` when one is given
+    (or its fallback segment ``z[start:start+i]`` when no prefix worked), else
+    ``round(prefix_fraction * cap)`` with at least one step, where ``cap`` is the largest
+    prefix that does not reveal the final answer (:func:`pope_env.guidance.prefix_cap`).
+    See :mod:`pope_env.rollin`.
+    ``reset(options=...)`` overrides the draw: ``problem_id`` (str), ``guided`` (bool),
+    ``prefix_len`` (int, ``0 <= i <= cap``; implies ``guided=True`` when > 0).
+
+    ## Episode End
+    Terminated after one ``step``. There is no truncation. Calling ``step`` again before
+    ``reset`` raises :class:`~pope_env.errors.EnvStateError`.
+
+    ## Info
+    ``problem_id``, ``guided`` (bool), ``prefix_len`` (oracle steps shown),
+    ``prefix_start`` (first oracle step shown: 0 but for a fallback segment), ``messages``
+    (chat messages of the prompt), ``source``, ``level``; after ``step`` also ``correct``, ``format_ok``,
+    ``timed_out`` and ``extracted`` (the answer read from the agent's completion).
+
+    ## Arguments
+    - ``dataset``: a dataset name of :func:`pope_env.datasets.load_dataset` (``"math500"``,
+      ``"math-train-l5"``, ``"file:PATH"``, ...), or ``None`` with ``problems``.
+    - ``problems``: an explicit list of :class:`~pope_env.problem.Problem` (overrides
+      ``dataset``).
+    - ``mode``: ``"unguided"``, ``"guided"`` or ``"pope"``.
+    - ``guided_ratio``: fraction of guided resets in ``"pope"`` mode (default 0.5).
+    - ``prefix_fraction``: prefix length as a fraction of the cap when no ``i*`` is known.
+    - ``guidance``: a :class:`~pope_env.guidance.GuidanceConfig` (instruction text).
+    - ``guidance_file``: a guidance file of ``pope-env prefix-search`` (``i*`` per problem).
+    - ``split_file``: a split file of ``pope-env hard-split``: only its hard problems are used.
+    - ``limit``: use only the first ``limit`` problems of the dataset.
+    - ``verify_timeout_s``: wall-clock limit of one verification (seconds).
+    - ``max_action_chars``: the action space's length limit (characters).
+
+    ## Version History
+    - v0: Initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        dataset: str | None = "math500",
+        *,
+        problems: Sequence[Problem] | None = None,
+        mode: str = "unguided",
+        guided_ratio: float = 0.5,
+        prefix_fraction: float = 0.5,
+        guidance: GuidanceConfig | None = None,
+        guidance_file: str | None = None,
+        split_file: str | None = None,
+        limit: int | None = None,
+        verify_timeout_s: float = 5.0,
+        max_action_chars: int = 1 << 24,
+        render_mode: str | None = None,
+    ) -> None:
+        if not 0.0 <= guided_ratio <= 1.0:
+            raise ConfigError(f"guided_ratio must be in [0, 1], got {guided_ratio}")
+        if render_mode not in (None, "ansi"):
+            raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if problems is None:
+            if dataset is None:
+                raise ConfigError("give a dataset name or a list of problems")
+            problems = load_dataset(dataset, limit=limit)
+        elif limit is not None:
+            problems = list(problems)[:limit]
+        self.rollin = RollInSampler(
+            problems, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
+            guidance_file=guidance_file, split_file=split_file, dataset=dataset,
+        )
+        self.problems: list[Problem] = self.rollin.problems
+        self.dataset = dataset
+        self.mode = mode
+        self.guidance = guidance or GuidanceConfig()
+        self.verify_timeout_s = verify_timeout_s
+        self.render_mode = render_mode
+        self.observation_space = UnicodeText()
+        self.action_space = UnicodeText(max_action_chars)
+        self._verifier: MathVerifier | None = None
+        self._problem: Problem | None = None
+        self._obs: str = ""
+        self._info: dict[str, Any] = {}
+        self._done = True
+
+    def reset(
+        self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self.rollin.seed(seed)
+        rollin = self.rollin.draw(self.np_random, options)
+        problem = rollin.problem
+        if rollin.prefix_len > 0:
+            messages = guided_messages(problem, rollin.prefix_len, self.guidance, start=rollin.start)
+            self._obs = guided_text(problem, rollin.prefix_len, self.guidance, start=rollin.start)
+        else:
+            messages = unguided_messages(problem, self.guidance)
+            self._obs = unguided_text(problem, self.guidance)
+        self._problem = problem
+        self._info = {
+            "problem_id": problem.id,
+            "guided": rollin.guided,
+            "prefix_len": rollin.prefix_len,
+            "prefix_start": rollin.start,
+            "messages": messages,
+            "source": problem.source,
+            "level": problem.level,
+        }
+        self._done = False
+        return self._obs, dict(self._info)
+
+    # -- step -----------------------------------------------------------------------------
+    @property
+    def verifier(self) -> MathVerifier:
+        """The math verifier (the process-wide default unless set)."""
+        if self._verifier is None:
+            self._verifier = default_verifier()
+        return self._verifier
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self._problem is None:
+            raise EnvStateError("step() called before reset(); call env.reset() first")
+        if self._done:
+            raise EnvStateError("the episode has ended (one answer per episode); call env.reset()")
+        self._done = True
+        if isinstance(action, str) and self.action_space.contains(action):
+            score = self.verifier.score(action, self._problem.answer)
+        else:
+            score = MathScore(reward=0.0, correct=False, format_ok=False, timed_out=False, extracted=None)
+        info = dict(self._info)
+        info.update(
+            correct=score.correct,
+            format_ok=score.format_ok,
+            timed_out=score.timed_out,
+            extracted=score.extracted,
+        )
+        return self._obs, float(score.reward), True, False, info
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self._obs
+        return None
+
+    def close(self) -> None:
+        self._verifier = None
+        super().close()

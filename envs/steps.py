@@ -1,0 +1,246 @@
+"""Step-level math: the policy writes one reasoning step per action."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+
+from pope_env.datasets import load_dataset
+from pope_env.errors import ConfigError, EnvStateError
+from pope_env.guidance import GuidanceConfig, state_messages, state_text
+from pope_env.problem import Problem
+from pope_env.rewards.math import MathVerifier, default_verifier
+from pope_env.spaces import UnicodeText
+from pope_env.rollin import RollInSampler
+
+
+
+def with_separator(step: str, separator: str = "\n\n") -> str:
+    """``step`` followed by ``separator`` unless it already ends with a newline."""
+    return step if step.endswith("\n") else step + separator
+
+
+def join_steps(steps: Sequence[str], separator: str = "\n\n") -> str:
+    """The solution text of agent-written steps (each passed through :func:`with_separator`)."""
+    return "".join(with_separator(step, separator) for step in steps)
+
+
+class MathStepsEnv(gym.Env[str, str]):
+    """Step-level reasoning MDP: one action = one reasoning step.
+
+    ## Description
+    The state is the problem plus the steps written so far: an optional roll-in (the first
+    ``i`` oracle steps, or any given partial solution) followed by the agent's own steps.
+    Each action is the next step; the transition appends it. A step containing ``\\boxed``
+    (the final answer) ends the episode. This is the MDP view of reasoning used by POPE's
+    analysis: every partial solution is a state, so one can roll in anywhere and ask whether
+    the policy still reaches the answer from there.
+
+    ## Action Space
+    ``UnicodeText(max_step_chars)``: one step (text). The env adds ``step_separator``
+    (a blank line) after a step that does not end with a newline. A whitespace-only step
+    is allowed and changes nothing but the step count (``info["empty_step"] = True``). A
+    non-string action, or a step longer than ``max_step_chars`` (e.g. 1 MB), ends the
+    episode as truncated with reward 0 and ``info["invalid_action"]`` naming the reason.
+
+    ## Observation Space
+    ``UnicodeText``: the prompt an LLM continues from: the instruction, the problem and the
+    partial solution so far, as plain text (the same builder as the single-turn envs'
+    guided prompts, :mod:`pope_env.guidance`). The chat-message form is in
+    ``info["messages"]``.
+
+    ## Rewards
+    0 on every step but the last. When a step contains ``\\boxed``, the reward is the
+    verifiable math reward (:mod:`pope_env.rewards.math`) of the whole solution text
+    (the roll-in's oracle text as is, then each agent step followed by ``step_separator``
+    unless it ends with a newline, see :func:`join_steps`): 1.0 if the final answer is
+    verified correct, else 0.0. Truncation gives 0.
+
+    ## Starting State
+    A problem from ``dataset`` in seeded random order, rolled in per ``mode`` as in
+    ``POPE-Math-v0``/``-Hard-v0``/``-Guided-v0`` (unguided, guided with ``i`` oracle steps,
+    or an exact ``guided_ratio`` mix). ``reset(options=...)``: ``problem_id``;
+    ``prefix_len`` (start after the first ``i`` oracle steps, ``0 <= i <= cap`` where the cap
+    excludes the step with the answer); or ``state`` (a list of step strings: start from
+    that partial solution, for analysis of arbitrary states).
+
+    ## Episode End
+    Terminated when a step contains ``\\boxed``. Truncated (reward 0) after ``max_steps``
+    agent steps, when the solution exceeds ``max_total_chars``, or on an invalid action.
+
+    ## Info
+    ``problem_id``, ``guided``, ``prefix_len`` (oracle steps in the roll-in, 0 for a given
+    ``state``), ``state_steps`` (number of steps in the state), ``agent_steps``,
+    ``messages``; at the end also ``correct``, ``format_ok``, ``timed_out``.
+
+    ## Arguments
+    ``dataset`` / ``problems`` / ``limit`` / ``mode`` / ``guided_ratio`` /
+    ``prefix_fraction`` / ``guidance`` as in :class:`pope_env.envs.math.MathEnv`;
+    ``max_steps`` (agent steps per episode, default 24), ``max_step_chars`` (default 8,192),
+    ``max_total_chars`` (default 32,768), ``step_separator`` (default ``"\\n\\n"``),
+    ``verify_timeout_s``.
+
+    ## Version History
+    - v0: Initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        dataset: str | None = "math500",
+        *,
+        problems: Sequence[Problem] | None = None,
+        mode: str = "unguided",
+        guided_ratio: float = 0.5,
+        prefix_fraction: float = 0.5,
+        guidance: GuidanceConfig | None = None,
+        guidance_file: str | None = None,
+        split_file: str | None = None,
+        limit: int | None = None,
+        max_steps: int = 24,
+        max_step_chars: int = 8192,
+        max_total_chars: int = 32768,
+        step_separator: str = "\n\n",
+        verify_timeout_s: float = 5.0,
+        render_mode: str | None = None,
+    ) -> None:
+        for name, value in (("max_steps", max_steps), ("max_step_chars", max_step_chars),
+                            ("max_total_chars", max_total_chars)):
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if problems is None:
+            if dataset is None:
+                raise ConfigError("give a dataset name or a list of problems")
+            problems = load_dataset(dataset, limit=limit)
+        elif limit is not None:
+            problems = list(problems)[:limit]
+        self.rollin = RollInSampler(
+            problems, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
+            guidance_file=guidance_file, split_file=split_file, dataset=dataset,
+        )
+        self.problems = self.rollin.problems
+        self.dataset = dataset
+        self.mode = mode
+        self.guidance = guidance or GuidanceConfig()
+        self.max_steps = max_steps
+        self.max_step_chars = max_step_chars
+        self.max_total_chars = max_total_chars
+        self.step_separator = step_separator
+        self.verify_timeout_s = verify_timeout_s
+        self.render_mode = render_mode
+        self.observation_space = UnicodeText()
+        self.action_space = UnicodeText(max_step_chars)
+        self._verifier: MathVerifier | None = None
+        self._problem: Problem | None = None
+        self._steps: list[str] = []
+        self._info: dict[str, Any] = {}
+        self._agent_steps = 0
+        self._done = True
+
+    @property
+    def verifier(self) -> MathVerifier:
+        if self._verifier is None:
+            self._verifier = default_verifier()
+        return self._verifier
+
+    def _observe(self) -> tuple[str, list[dict[str, str]]]:
+        partial = "".join(self._steps)
+        return (state_text(self._problem, partial, self.guidance),
+                state_messages(self._problem, partial, self.guidance))
+
+    def reset(
+        self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self.rollin.seed(seed)
+        options = dict(options or {})
+        unknown = set(options) - {"problem_id", "guided", "prefix_len", "state"}
+        if unknown:
+            raise ConfigError(
+                f"unknown reset option(s) {sorted(unknown)}; use problem_id, guided, prefix_len, state"
+            )
+        if "state" in options:
+            if "prefix_len" in options:
+                raise ConfigError("give either prefix_len or state, not both")
+            if "problem_id" not in options:
+                raise ConfigError("reset(options={'state': ...}) needs a problem_id too")
+            problem = self.rollin.get(options["problem_id"])
+            state = options["state"]
+            if isinstance(state, str) or not isinstance(state, Sequence) or \
+                    not all(isinstance(s, str) for s in state):
+                raise ConfigError("state must be a list of step strings")
+            if any("\\boxed" in s for s in state):
+                raise ConfigError("a state must not contain a final \\boxed answer (it would be terminal)")
+            total = len(join_steps(state, self.step_separator))
+            if total > self.max_total_chars:
+                raise ConfigError(f"state has {total} characters; max_total_chars is {self.max_total_chars}")
+            steps = [with_separator(x, self.step_separator) for x in state]
+            guided, prefix_len = bool(state), 0
+        else:
+            rollin = self.rollin.draw(self.np_random, options)
+            problem, guided, prefix_len = rollin.problem, rollin.guided, rollin.prefix_len
+            steps = list(problem.steps[rollin.start : rollin.start + prefix_len])
+        self._problem = problem
+        self._steps = steps
+        self._agent_steps = 0
+        self._done = False
+        self._info = {"problem_id": problem.id, "guided": guided, "prefix_len": prefix_len}
+        obs, messages = self._observe()
+        self._info.update(state_steps=len(steps), agent_steps=0, messages=messages)
+        return obs, dict(self._info)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self._problem is None:
+            raise EnvStateError("step() called before reset(); call env.reset() first")
+        if self._done:
+            raise EnvStateError("the episode has ended; call env.reset()")
+        info = dict(self._info)
+        invalid = None
+        if not isinstance(action, str):
+            invalid = f"action must be a str, got {type(action).__name__}"
+        elif len(action) > self.max_step_chars:
+            invalid = f"step has {len(action)} characters; max_step_chars is {self.max_step_chars}"
+        if invalid:
+            self._done = True
+            info.update(invalid_action=invalid, correct=False, format_ok=False, timed_out=False)
+            return self._observe()[0], 0.0, False, True, info
+
+        self._agent_steps += 1
+        info["empty_step"] = not action.strip()
+        if action.strip():
+            self._steps.append(with_separator(action, self.step_separator))
+        solution = "".join(self._steps)
+        terminated = "\\boxed" in action
+        truncated = not terminated and (
+            self._agent_steps >= self.max_steps or len(solution) > self.max_total_chars
+        )
+        reward = 0.0
+        if terminated:
+            score = self.verifier.score(solution, self._problem.answer)
+            reward = float(score.reward)
+            info.update(correct=score.correct, format_ok=score.format_ok, timed_out=score.timed_out)
+        elif truncated:
+            info.update(correct=False, format_ok=False, timed_out=False)
+        self._done = terminated or truncated
+        obs, messages = self._observe()
+        info.update(state_steps=len(self._steps), agent_steps=self._agent_steps, messages=messages)
+        self._info["messages"] = messages
+        return obs, reward, terminated, truncated, info
+
+    @property
+    def solution_so_far(self) -> str:
+        """The text of the current state's steps (roll-in plus agent steps)."""
+        return "".join(self._steps)
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self.solution_so_far
+        return None
+
+    def close(self) -> None:
+        self._verifier = None
+        super().close()

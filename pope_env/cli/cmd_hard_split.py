@@ -1,0 +1,37 @@
+"""``pope-env hard-split``: keep the problems a model never solves in k samples (pass@k = 0)."""
+
+from __future__ import annotations
+
+import argparse
+
+from pope_env.cli._sampling_args import add_sampling_arguments, make_policy, make_sampling
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "hard-split",
+        help="measure unguided pass@k and write the hard split (pass@k = 0)",
+        description="Sample every problem of a dataset k times, unguided, and write a split file "
+                    "marking the problems with zero successes as hard. Resumable: re-running with "
+                    "the same --out skips finished problems. POPE-Math-Hard-v0 accepts the file "
+                    "as split_file=.",
+    )
+    sub.add_argument("--dataset", required=True, help="dataset name, e.g. math-train-l5")
+    sub.add_argument("--out", required=True, help="split file to write or resume (JSONL)")
+    add_sampling_arguments(sub)
+    sub.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pope_env.datasets import load_dataset
+    from pope_env.hard_split import run_hard_split
+
+    problems = load_dataset(args.dataset, limit=args.limit)
+    split = run_hard_split(
+        problems, make_policy(args), dataset=args.dataset, out=args.out, k=args.k, seed=args.seed,
+        sampling=make_sampling(args), chunk_size=args.chunk_size,
+        prompt_format=args.prompt_format, progress=not args.no_progress,
+    )
+    n = len(split.records)
+    print(f"{len(split.hard_ids)} of {n} problems are hard (pass@{args.k} = 0) -> {args.out}")
+    return 0

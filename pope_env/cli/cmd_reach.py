@@ -1,0 +1,79 @@
+"""``pope-env reach``: the S_good reach-set report, from recorded rollouts or by Monte Carlo
+from a list of states."""
+
+from __future__ import annotations
+
+import argparse
+
+from pope_env.cli._sampling_args import add_sampling_arguments, make_policy, make_sampling
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "reach",
+        help="per-state success estimates, S_good and coverage (from rollouts or by sampling)",
+        description="With --rollouts: read rollout records (or a guidance file) and print, per "
+                    "problem and roll-in state, the success rate with a Wilson interval, whether "
+                    "the state is in S_good, and the coverage. With --states: estimate the "
+                    "success probability of --model from each listed state by k rollouts "
+                    "(cached). See pope_env.reach for both file formats.",
+    )
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--rollouts", help="JSONL of rollouts, counts or a guidance file")
+    source.add_argument("--states", help="JSONL of states to estimate by Monte Carlo "
+                                         "(needs --dataset)")
+    sub.add_argument("--dataset", help="dataset of the problems named in --states")
+    sub.add_argument("--threshold", type=float, default=0.0,
+                     help="a state is in S_good iff its statistic exceeds this (default: 0)")
+    sub.add_argument("--criterion", choices=("lower", "point"), default="lower",
+                     help="compare the Wilson lower bound (default) or the point estimate")
+    sub.add_argument("--confidence", type=float, default=0.95, help="interval level (default: 0.95)")
+    sub.add_argument("--save", help="with --rollouts: also write the aggregated reach set here")
+    sub.add_argument("--transfer", action="store_true",
+                     help="with --rollouts: also print guided vs unguided success per problem "
+                          "over training steps")
+    sub.add_argument("--bucket", type=int, default=1, help="training steps per transfer row")
+    sub.add_argument("--max-rows", type=int, default=None, help="print at most N state rows")
+    sub.add_argument("--cache", default="default",
+                     help="with --states: cache file of estimates (default: in the pope-env cache; "
+                          "'none' disables it)")
+    add_sampling_arguments(sub)
+    sub.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pope_env.errors import ConfigError
+
+    if args.states:
+        if not args.dataset:
+            raise ConfigError("--states needs --dataset, the dataset its problem ids belong to")
+        return _run_states(args)
+    from pope_env.io import read_jsonl
+    from pope_env.reach import ReachSet, transfer_report, transfer_table
+
+    reach = ReachSet.from_file(args.rollouts, confidence=args.confidence,
+                               threshold=args.threshold, criterion=args.criterion)
+    print(reach.table(max_rows=args.max_rows))
+    if args.save:
+        reach.save(args.save)
+        print(f"saved -> {args.save}")
+    if args.transfer:
+        print()
+        print(transfer_table(transfer_report(read_jsonl(args.rollouts), bucket=args.bucket)))
+    return 0
+
+
+def _run_states(args: argparse.Namespace) -> int:
+    from pope_env.datasets import load_dataset
+    from pope_env.reach import estimate_states, read_state_queries, states_table
+
+    problems = {p.id: p for p in load_dataset(args.dataset)}
+    queries = read_state_queries(args.states, problems)[: args.limit]
+    estimates = estimate_states(
+        queries, problems, make_policy(args), k=args.k, seed=args.seed,
+        sampling=make_sampling(args), prompt_format=args.prompt_format,
+        cache=None if args.cache == "none" else args.cache, progress=not args.no_progress,
+    )
+    print(states_table(estimates, confidence=args.confidence, threshold=args.threshold,
+                       criterion=args.criterion))
+    return 0

@@ -1,0 +1,220 @@
+"""The hard split: problems the base policy never solves in k samples (pass@k = 0).
+
+POPE defines "hard" by measurement: a problem is hard for a policy when none of ``k``
+unguided samples is correct. :func:`run_hard_split` measures every problem of a dataset with
+the same seeded sampler as the prefix search (:class:`~pope_env.prefix_search.PrefixProbe`
+at roll-in state ``i = 0``), stopping a problem at its first success (it is then not hard),
+and appends one line per problem to a split file, so a crash loses at most the problem in
+flight and a re-run skips finished problems.
+
+Split file (JSONL), accepted by ``POPE-Math-Hard-v0`` / ``-Guided-v0`` (``split_file=``)
+and by ``pope-env prefix-search --split``::
+
+    {"kind": "pope-hard-split", "version": 1, "dataset": "math-train-l5", "model": "smollm2",
+     "k": 8, "seed": 0, "chunk_size": 2, "prompt_format": "chat",
+     "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 512}}
+    {"problem_id": "...", "hard": true, "successes": 0, "samples": 8}
+    {"problem_id": "...", "hard": false, "successes": 1, "samples": 2}
+
+Every measured problem has a line (``hard`` false ones too), so the file doubles as the
+resume log and as a record of the base policy's pass@k on the dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pope_env.errors import GuidanceFileError
+from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig
+from pope_env.io import JsonlAppender, PathLike, atomic_write_text
+from pope_env.prefix_search import PrefixProbe, Scorer
+from pope_env.problem import Problem
+
+if TYPE_CHECKING:
+    from pope_env.agents.policy import Policy, SamplingParams
+
+SPLIT_KIND = "pope-hard-split"
+SPLIT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitHeader:
+    """The metadata line of a split file: the settings that produced it."""
+
+    dataset: str
+    model: str
+    k: int
+    seed: int
+    chunk_size: int
+    prompt_format: str = "chat"
+    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": SPLIT_KIND, "version": SPLIT_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SplitHeader":
+        if d.get("kind") != SPLIT_KIND:
+            raise ValueError(f"first line is not a hard-split header (kind={d.get('kind')!r})")
+        if d.get("version") != SPLIT_VERSION:
+            raise ValueError(f"unsupported split file version {d.get('version')!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def mismatches(self, other: "SplitHeader") -> list[str]:
+        return [
+            f"{f.name}: file has {getattr(self, f.name)!r}, asked for {getattr(other, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitRecord:
+    """One measured problem: ``hard`` iff ``successes == 0`` over ``samples == k``."""
+
+    problem_id: str
+    hard: bool
+    successes: int
+    samples: int
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SplitRecord":
+        record = cls(str(d["problem_id"]), bool(d["hard"]), int(d["successes"]), int(d["samples"]))
+        if record.hard != (record.successes == 0):
+            raise ValueError(f"hard={record.hard} contradicts successes={record.successes}")
+        return record
+
+
+@dataclasses.dataclass
+class HardSplit:
+    """A loaded split file."""
+
+    path: Path
+    header: SplitHeader
+    records: dict[str, SplitRecord]
+    bad_lines: list[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def hard_ids(self) -> list[str]:
+        """Ids of the hard problems, in file order."""
+        return [pid for pid, r in self.records.items() if r.hard]
+
+    def __len__(self) -> int:
+        return len(self.hard_ids)
+
+
+def load_split(path: PathLike, *, dataset: str | None = None, strict: bool = False) -> HardSplit:
+    """Read a split file; ``dataset`` (if given) must match its header.
+
+    Raises:
+        GuidanceFileError: missing file or header, a dataset mismatch, or (strict) a
+            corrupted line, naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GuidanceFileError(f"split file {path} does not exist; make one with "
+                                "`pope-env hard-split ... --out FILE`")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    try:
+        header = SplitHeader.from_json(json.loads(lines[0]))
+    except (IndexError, ValueError, TypeError) as exc:
+        raise GuidanceFileError(f"{path}:1: bad hard-split header ({exc})") from exc
+    if dataset is not None and header.dataset != dataset:
+        raise GuidanceFileError(
+            f"{path} was made for dataset {header.dataset!r}, not {dataset!r}; make a split of "
+            f"{dataset!r} with `pope-env hard-split --dataset {dataset}`"
+        )
+    records: dict[str, SplitRecord] = {}
+    bad: list[int] = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            record = SplitRecord.from_json(obj)
+        except (ValueError, TypeError, KeyError) as exc:
+            msg = f"{path}:{lineno}: corrupted split line ({type(exc).__name__}: {exc})"
+            if strict:
+                raise GuidanceFileError(msg + "; fix or delete that line") from exc
+            warnings.warn(msg + "; skipped (re-run hard-split to redo that problem)", stacklevel=2)
+            bad.append(lineno)
+            continue
+        records[record.problem_id] = record
+    return HardSplit(path, header, records, bad)
+
+
+def run_hard_split(
+    problems: Sequence[Problem],
+    policy: "Policy",
+    *,
+    dataset: str,
+    out: PathLike,
+    k: int = 8,
+    seed: int = 0,
+    scorer: Scorer | None = None,
+    sampling: "SamplingParams | None" = None,
+    chunk_size: int | None = None,
+    config: GuidanceConfig = DEFAULT_CONFIG,
+    prompt_format: str = "chat",
+    progress: bool = True,
+) -> HardSplit:
+    """Measure unguided pass@k of every problem and write the split file ``out`` (resumable).
+
+    Arguments are those of :func:`pope_env.prefix_search.run_prefix_search`; a problem is
+    sampled in chunks and stops at its first success.
+
+    Raises:
+        GuidanceFileError: ``out`` exists with other settings (the mismatch is named).
+        ConfigError: ``k < 1`` or a bad ``chunk_size`` / ``prompt_format``.
+    """
+    probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
+                        sampling=sampling, config=config, prompt_format=prompt_format)
+    header = SplitHeader(
+        dataset=dataset,
+        model=str(getattr(policy, "name", type(policy).__name__)),
+        k=k,
+        seed=seed,
+        chunk_size=probe.chunk_size,
+        prompt_format=prompt_format,
+        sampling={"temperature": probe.sampling.temperature, "top_p": probe.sampling.top_p,
+                  "max_new_tokens": probe.sampling.max_new_tokens},
+    )
+    path = Path(out)
+    done: set[str] = set()
+    if path.exists() and path.stat().st_size > 0:
+        existing = load_split(path)
+        diff = existing.header.mismatches(header)
+        if diff:
+            raise GuidanceFileError(f"{path} was made with other settings ({'; '.join(diff)}); "
+                                    "use another --out file or the same settings to resume")
+        if existing.bad_lines:  # drop them so they are redone and the file stays clean
+            rows = [header.to_json()] + [dataclasses.asdict(r) for r in existing.records.values()]
+            atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        done = set(existing.records)
+    else:
+        atomic_write_text(path, json.dumps(header.to_json(), ensure_ascii=False) + "\n")
+
+    from tqdm.auto import tqdm
+
+    remaining = [p for p in problems if p.id not in done]
+    bar = tqdm(total=len(problems), initial=len(problems) - len(remaining), desc="hard split",
+               unit="problem", disable=not progress)
+    n_hard = 0
+    with JsonlAppender(path) as sink:
+        for problem in remaining:
+            m = probe.measure(problem, 0, early_stop=True)
+            record = SplitRecord(problem.id, m.successes == 0, m.successes, m.samples)
+            sink.append(dataclasses.asdict(record))
+            n_hard += record.hard
+            bar.update(1)
+            bar.set_postfix(hard=n_hard, refresh=False)
+    bar.close()
+    return load_split(path, dataset=dataset)

@@ -1,0 +1,620 @@
+"""Minimal prefix search: find i*(x), the shortest oracle prefix from which the policy succeeds.
+
+POPE guides a hard problem ``x`` with the shortest prefix ``z[:i]`` of its oracle solution
+from which the base policy solves the guided problem at least once in ``k`` samples:
+
+    i*(x) = min { i in 1..cap(x) : successes(x, i) >= 1 over k samples }
+
+``cap(x)`` (:func:`pope_env.guidance.prefix_cap`) excludes the step that holds the final
+answer. ``i = 0``, the unguided problem, is *not* part of the search: the search runs on hard
+problems, whose unguided pass@k the hard split already measured as 0. If no ``i`` works the
+problem gets the *fallback*: a seeded random contiguous segment of fewer than a quarter of
+the solution's steps (:func:`fallback_segment`), shown in place of the prefix.
+
+Measurement. ``successes(x, i)`` is measured by :class:`PrefixProbe`: ``k`` samples of the
+roll-in prompt at state ``i``, drawn in chunks of ``chunk_size`` whose sampling seed is
+derived from ``(seed, problem id, i, chunk index)`` only, never from the order of work. So
+a measurement is the same random event for every strategy, every run and every resume;
+strategies differ only in *which* states they measure and whether they stop a
+measurement at its first success (early stopping), which changes the rollouts spent but not
+the success verdict.
+
+Strategies (:data:`STRATEGIES`):
+
+* ``linear`` (reference): measure i = 1, 2, ... with all k samples each; stop at the
+  first success.
+* ``galloping``: measure the cap first (if it fails, assume no prefix works: fallback),
+  then ``i = 1`` (if it succeeds, i* = 1, as the linear scan finds); otherwise gallop down
+  from the cap (cap - 1, cap - 2, cap - 4, ...) until a failure and bisect between that
+  failure and the shortest success. Measurements stop at their first success. A failure
+  costs all ``k`` samples while a success usually costs one chunk, and success rises with
+  i on hard problems, so the search is built to measure few failing states: two when
+  i* = cap (states 1 and cap - 1), one when no prefix works (the cap), none when i* = 1.
+
+Guarantee. Every i* returned is *verified*: ``i*`` was measured with a success and ``i* - 1``
+was measured without one (or ``i* = 1``). Success is monotone in i only in expectation, so
+``galloping`` returns the linear scan's i* exactly when no state below the failure it
+found would have succeeded (a "lucky" success the scan meets first); then both agree
+because they measure the same events. ``bench/prefix_search.py`` measures how often.
+
+Guidance file (JSONL, :func:`load_guidance`): a header line, then one line per problem::
+
+    {"kind": "pope-guidance", "version": 1, "dataset": "math-train-l5", "model": "smollm2",
+     "k": 8, "seed": 0, "strategy": "galloping", "chunk_size": 2, "prompt_format": "chat",
+     "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 512}}
+    {"problem_id": "...", "i_star": 3, "fallback": false, "segment": [0, 3], "cap": 5,
+     "n_steps": 6, "rollouts": 18, "evidence": [[5, 1, 2], [4, 1, 2], [2, 0, 8], [3, 1, 4]]}
+
+``segment`` is the ``[start, stop)`` range of oracle steps to show (``[0, i*]`` for a found
+prefix); ``evidence`` lists every ``[i, successes, samples]`` measured, in order. The file is
+appended one finished problem at a time (fsync'd), so a crash loses at most the problem in
+flight; re-running with the same settings skips finished problems, and a file made with
+other settings (dataset, model, k, seed, ...) is refused with the mismatch named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pope_env.errors import ConfigError, DataFormatError, GuidanceFileError
+from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig, check_guidable, guided_messages, guided_text
+from pope_env.io import JsonlAppender, PathLike, atomic_write_text
+from pope_env.problem import Problem
+
+if TYPE_CHECKING:  # typing only: the core never imports pope_env.agents at run time
+    from pope_env.agents.policy import Policy, Prompt, SamplingParams
+
+Scorer = Callable[[Sequence[str], Problem], list[bool]]
+"""Scores the completions of one problem: one ``correct`` verdict per completion."""
+
+GUIDANCE_KIND = "pope-guidance"
+GUIDANCE_VERSION = 1
+PROMPT_FORMATS = ("chat", "text")
+
+
+def default_scorer() -> Scorer:
+    """The math reward (math-verify against ``problem.answer``) as a :data:`Scorer`."""
+    from pope_env.rewards.math import default_verifier
+
+    verifier = default_verifier()
+
+    def score(completions: Sequence[str], problem: Problem) -> list[bool]:
+        scores = verifier.score_batch(list(completions), [problem.answer] * len(completions))
+        return [bool(s.correct) for s in scores]
+
+    return score
+
+
+def derive_seed(*parts: object) -> int:
+    """A 31-bit seed from ``parts`` (stable across runs, platforms and Python versions)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """Outcome of sampling roll-in state ``prefix_len`` of one problem."""
+
+    prefix_len: int
+    successes: int
+    samples: int
+
+    def to_json(self) -> list[int]:
+        return [self.prefix_len, self.successes, self.samples]
+
+    @classmethod
+    def from_json(cls, row: Sequence[int]) -> "Measurement":
+        i, s, n = row
+        return cls(int(i), int(s), int(n))
+
+
+class PrefixProbe:
+    """Measures whether a policy solves a problem from roll-in state ``i`` in ``k`` samples.
+
+    The k samples are drawn in chunks of ``chunk_size`` (one ``policy.generate`` call with
+    ``n=chunk`` each); chunk ``j`` of state ``i`` of problem ``x`` is sampled with seed
+    ``derive_seed(seed, x.id, i, j)``. With ``early_stop`` the measurement ends after the
+    first chunk holding a success. Every call is recorded in :attr:`log`.
+
+    Args:
+        policy: Anything with the :class:`~pope_env.agents.policy.Policy` ``generate``.
+        scorer: Verdicts for one problem's completions; ``None``: :func:`default_scorer`,
+            created on the first measurement (so a run with nothing left to do starts no
+            verifier workers).
+        k: Samples per state (``>= 1``).
+        seed: Root seed.
+        chunk_size: Samples per ``generate`` call (``1..k``); default ``max(1, k // 4)``.
+        sampling: Temperature, top-p and token budget; its ``seed`` is replaced per chunk.
+        config: Prompt wording.
+        prompt_format: ``"chat"`` (messages) or ``"text"`` (plain text).
+    """
+
+    def __init__(
+        self,
+        policy: "Policy",
+        scorer: Scorer | None,
+        *,
+        k: int,
+        seed: int = 0,
+        chunk_size: int | None = None,
+        sampling: "SamplingParams | None" = None,
+        config: GuidanceConfig = DEFAULT_CONFIG,
+        prompt_format: str = "chat",
+    ) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"k must be an integer >= 1, got {k!r}")
+        chunk = max(1, k // 4) if chunk_size is None else chunk_size
+        if not isinstance(chunk, int) or not 1 <= chunk <= k:
+            raise ConfigError(f"chunk_size must be in [1, k={k}], got {chunk_size!r}")
+        if prompt_format not in PROMPT_FORMATS:
+            raise ConfigError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+        if sampling is None:
+            from pope_env.agents.policy import SamplingParams
+
+            sampling = SamplingParams()
+        self.policy, self._scorer = policy, scorer
+        self.k, self.seed, self.chunk_size = k, seed, chunk
+        self.sampling, self.config, self.prompt_format = sampling, config, prompt_format
+        self.log: list[Measurement] = []
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = default_scorer()
+        return self._scorer
+
+    @property
+    def rollouts(self) -> int:
+        """Samples drawn since the log was last cleared."""
+        return sum(m.samples for m in self.log)
+
+    def prompt(self, problem: Problem, prefix_len: int, start: int = 0) -> "Prompt":
+        if self.prompt_format == "chat":
+            return guided_messages(problem, prefix_len, self.config, start=start)
+        return guided_text(problem, prefix_len, self.config, start=start)
+
+    def measure(self, problem: Problem, prefix_len: int, *, early_stop: bool) -> Measurement:
+        """Sample state ``prefix_len`` (``0`` = unguided) and count successes."""
+        prompt = self.prompt(problem, prefix_len)
+        successes = samples = 0
+        for chunk_index in range(math.ceil(self.k / self.chunk_size)):
+            n = min(self.chunk_size, self.k - samples)
+            sampling = dataclasses.replace(
+                self.sampling, seed=derive_seed(self.seed, problem.id, prefix_len, chunk_index)
+            )
+            (group,) = self.policy.generate([prompt], n=n, sampling=sampling)
+            verdicts = self.scorer([g.text for g in group], problem)
+            successes += sum(bool(v) for v in verdicts)
+            samples += n
+            if early_stop and successes:
+                break
+        m = Measurement(prefix_len, successes, samples)
+        self.log.append(m)
+        return m
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def linear_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | None:
+    """Reference: the first ``i`` in ``1..cap`` with a success, all ``k`` samples each."""
+    for i in range(1, cap + 1):
+        if probe.measure(problem, i, early_stop=False).successes:
+            return i
+    return None
+
+
+def galloping_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | None:
+    """Cap, then 1, then top-down galloping with bisection; returns a verified i*.
+
+    See the module docstring for the order of measurements and the guarantee.
+    """
+
+    def solved(i: int) -> bool:
+        return probe.measure(problem, i, early_stop=True).successes > 0
+
+    if not solved(cap):
+        return None
+    if cap == 1 or solved(1):
+        return 1
+    success, failure = cap, 1  # shortest known success; longest known failure below it
+    step = 1
+    while success - step > failure:
+        i = success - step
+        if not solved(i):
+            failure = i
+            break
+        success = i
+        step *= 2
+    while success - failure > 1:
+        mid = (success + failure) // 2
+        if solved(mid):
+            success = mid
+        else:
+            failure = mid
+    return success
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchStrategy:
+    """A named i* search: ``search(probe, problem, cap) -> i* or None``."""
+
+    name: str
+    search: Callable[[PrefixProbe, Problem, int], int | None]
+    description: str
+
+
+STRATEGIES: dict[str, SearchStrategy] = {
+    s.name: s
+    for s in (
+        SearchStrategy("linear", linear_search, "i = 1, 2, ... with k samples each (reference)"),
+        SearchStrategy(
+            "galloping",
+            galloping_search,
+            "cap first, then gallop down and bisect; early stop at the first success",
+        ),
+    )
+}
+
+
+def get_strategy(name: str) -> SearchStrategy:
+    """The strategy called ``name``; :class:`UnknownNameError` lists the known ones."""
+    from pope_env.errors import UnknownNameError
+
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise UnknownNameError("strategy", name, tuple(STRATEGIES)) from None
+
+
+# --------------------------------------------------------------------------- results
+
+
+def fallback_segment(problem: Problem, seed: int) -> tuple[int, int]:
+    """The seeded random contiguous segment ``[start, stop)`` used when no prefix works.
+
+    Its length is ``ceil(n / 4) - 1`` steps for a solution of ``n`` steps, i.e. fewer than a
+    quarter of the steps, but at least one step (solutions of up to 4 steps get one step);
+    it lies within the first ``cap`` steps, so it never shows the answer. The start is drawn
+    uniformly with a generator seeded by ``(seed, problem id)``.
+    """
+    cap = check_guidable(problem)
+    length = min(max(1, math.ceil(len(problem.steps) / 4) - 1), cap)
+    start = random.Random(derive_seed(seed, problem.id, "fallback")).randint(0, cap - length)
+    return start, start + length
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidanceRecord:
+    """The search result for one problem (one line of a guidance file).
+
+    Attributes:
+        problem_id: The problem.
+        i_star: Shortest verified prefix length, or ``None`` when no prefix worked.
+        fallback: True when ``segment`` is the random fallback segment.
+        segment: ``[start, stop)`` of the oracle steps to show: ``(0, i_star)`` or the fallback.
+        cap: The problem's prefix cap (steps that can be shown without the answer).
+        n_steps: Steps in the oracle solution.
+        evidence: Every measurement made, in order.
+    """
+
+    problem_id: str
+    i_star: int | None
+    fallback: bool
+    segment: tuple[int, int]
+    cap: int
+    n_steps: int
+    evidence: tuple[Measurement, ...] = ()
+
+    @property
+    def start(self) -> int:
+        return self.segment[0]
+
+    @property
+    def prefix_len(self) -> int:
+        """Number of oracle steps shown (the roll-in state's length)."""
+        return self.segment[1] - self.segment[0]
+
+    @property
+    def rollouts(self) -> int:
+        return sum(m.samples for m in self.evidence)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "problem_id": self.problem_id,
+            "i_star": self.i_star,
+            "fallback": self.fallback,
+            "segment": list(self.segment),
+            "cap": self.cap,
+            "n_steps": self.n_steps,
+            "rollouts": self.rollouts,
+            "evidence": [m.to_json() for m in self.evidence],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "GuidanceRecord":
+        start, stop = d["segment"]
+        record = cls(
+            problem_id=str(d["problem_id"]),
+            i_star=None if d["i_star"] is None else int(d["i_star"]),
+            fallback=bool(d["fallback"]),
+            segment=(int(start), int(stop)),
+            cap=int(d["cap"]),
+            n_steps=int(d["n_steps"]),
+            evidence=tuple(Measurement.from_json(r) for r in d.get("evidence", ())),
+        )
+        if not 0 <= record.start < record.segment[1] <= record.cap:
+            raise ValueError(f"segment {list(record.segment)} is not inside [0, cap={record.cap}]")
+        if record.fallback == (record.i_star is not None):
+            raise ValueError("exactly one of i_star and fallback must be set")
+        return record
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidanceHeader:
+    """The metadata line of a guidance file: the settings that produced it."""
+
+    dataset: str
+    model: str
+    k: int
+    seed: int
+    strategy: str
+    chunk_size: int
+    prompt_format: str = "chat"
+    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
+    instruction_sha: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": GUIDANCE_KIND, "version": GUIDANCE_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "GuidanceHeader":
+        if d.get("kind") != GUIDANCE_KIND:
+            raise ValueError(f"first line is not a guidance header (kind={d.get('kind')!r})")
+        if d.get("version") != GUIDANCE_VERSION:
+            raise ValueError(f"unsupported guidance file version {d.get('version')!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def mismatches(self, other: "GuidanceHeader") -> list[str]:
+        """Human-readable ``field: file has X, asked for Y`` for every differing field."""
+        out = []
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if mine != theirs:
+                out.append(f"{f.name}: file has {mine!r}, asked for {theirs!r}")
+        return out
+
+
+@dataclasses.dataclass
+class GuidanceFile:
+    """A loaded guidance file: its header, one record per problem, and the bad lines skipped."""
+
+    path: Path
+    header: GuidanceHeader
+    records: dict[str, GuidanceRecord]
+    bad_lines: list[int] = dataclasses.field(default_factory=list)
+
+    def __getitem__(self, problem_id: str) -> GuidanceRecord:
+        from pope_env.errors import UnknownNameError
+
+        try:
+            return self.records[problem_id]
+        except KeyError:
+            raise UnknownNameError(f"problem in guidance file {self.path}", problem_id,
+                                   tuple(self.records)) from None
+
+    def __contains__(self, problem_id: object) -> bool:
+        return problem_id in self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def load_guidance(
+    path: PathLike, *, dataset: str | None = None, strict: bool = False
+) -> GuidanceFile:
+    """Read a guidance file.
+
+    Args:
+        path: The JSONL file.
+        dataset: If given, the file must have been made for this dataset
+            (:class:`GuidanceFileError` naming both otherwise).
+        strict: Raise on the first corrupted line instead of warning and skipping it.
+
+    Raises:
+        GuidanceFileError: missing or unreadable header, a dataset mismatch, or (strict) a
+            corrupted line; messages give the file and line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GuidanceFileError(f"guidance file {path} does not exist; make one with "
+                                "`pope-env prefix-search ... --out FILE`")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    if not lines or not lines[0].strip():
+        raise GuidanceFileError(f"{path}:1: empty guidance file (no header line)")
+    try:
+        header = GuidanceHeader.from_json(json.loads(lines[0]))
+    except (ValueError, TypeError) as exc:
+        raise GuidanceFileError(f"{path}:1: bad guidance header ({exc})") from exc
+    if dataset is not None and header.dataset != dataset:
+        raise GuidanceFileError(
+            f"{path} was made for dataset {header.dataset!r}, not {dataset!r}; use a guidance "
+            f"file searched on {dataset!r}"
+        )
+    records: dict[str, GuidanceRecord] = {}
+    bad: list[int] = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            record = GuidanceRecord.from_json(obj)
+        except (ValueError, TypeError, KeyError) as exc:
+            msg = f"{path}:{lineno}: corrupted guidance line ({type(exc).__name__}: {exc})"
+            if strict:
+                raise GuidanceFileError(msg + "; fix or delete that line") from exc
+            warnings.warn(msg + "; skipped (re-run the search to redo that problem)", stacklevel=2)
+            bad.append(lineno)
+            continue
+        records[record.problem_id] = record
+    return GuidanceFile(path, header, records, bad)
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def search_problem(
+    problem: Problem, probe: PrefixProbe, strategy: SearchStrategy, *, seed: int
+) -> GuidanceRecord:
+    """Run ``strategy`` on one problem and package the result (fallback included)."""
+    cap = check_guidable(problem)
+    probe.log = []
+    i_star = strategy.search(probe, problem, cap)
+    if i_star is None:
+        segment, fallback = fallback_segment(problem, seed), True
+    else:
+        segment, fallback = (0, i_star), False
+    return GuidanceRecord(
+        problem.id, i_star, fallback, segment, cap, len(problem.steps), tuple(probe.log)
+    )
+
+
+def unusable_problems(problems: Iterable[Problem]) -> dict[str, str]:
+    """Problem id -> reason, for problems that cannot be guided at all."""
+    out = {}
+    for p in problems:
+        try:
+            check_guidable(p)
+        except DataFormatError as exc:
+            out[p.id] = str(exc)
+    return out
+
+
+def run_prefix_search(
+    problems: Sequence[Problem],
+    policy: "Policy",
+    *,
+    dataset: str,
+    out: PathLike,
+    k: int = 8,
+    strategy: str = "galloping",
+    seed: int = 0,
+    scorer: Scorer | None = None,
+    sampling: "SamplingParams | None" = None,
+    chunk_size: int | None = None,
+    config: GuidanceConfig = DEFAULT_CONFIG,
+    prompt_format: str = "chat",
+    skip_unusable: bool = False,
+    progress: bool = True,
+) -> GuidanceFile:
+    """Find i* for every problem and write the guidance file ``out`` (resumable).
+
+    Args:
+        problems: Problems to search (usually the hard split).
+        policy: The base policy (``policy.name`` is recorded as the model).
+        dataset: Dataset name recorded in the header and checked on resume and load.
+        out: Guidance file; if it exists with the same settings, finished problems are
+            skipped; corrupted lines are reported by number, dropped, and redone.
+        k: Samples per measured state.
+        strategy: A name in :data:`STRATEGIES`.
+        seed: Root seed of all sampling and of the fallback segments.
+        scorer: Verdicts per completion; default :func:`default_scorer` (math-verify).
+        sampling: Sampling settings (default: temperature 1, the policy contract's defaults).
+        chunk_size: Samples per generate call, see :class:`PrefixProbe`.
+        config: Prompt wording.
+        prompt_format: ``"chat"`` or ``"text"``.
+        skip_unusable: Skip (with a warning) problems that cannot be guided instead of
+            refusing the whole run.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The guidance file as loaded after the run.
+
+    Raises:
+        GuidanceFileError: ``out`` was made with other settings (the mismatch is named).
+        DataFormatError: some problems cannot be guided and ``skip_unusable`` is false.
+        ConfigError: ``k < 1`` or a bad ``chunk_size`` / ``prompt_format``.
+    """
+    search = get_strategy(strategy)
+    probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
+                        sampling=sampling, config=config, prompt_format=prompt_format)
+    header = GuidanceHeader(
+        dataset=dataset,
+        model=str(getattr(policy, "name", type(policy).__name__)),
+        k=k,
+        seed=seed,
+        strategy=strategy,
+        chunk_size=probe.chunk_size,
+        prompt_format=prompt_format,
+        sampling={"temperature": probe.sampling.temperature, "top_p": probe.sampling.top_p,
+                  "max_new_tokens": probe.sampling.max_new_tokens},
+        instruction_sha=hashlib.sha256(config.instruction.encode()).hexdigest()[:12],
+    )
+    bad = unusable_problems(problems)
+    if bad and not skip_unusable:
+        shown = "; ".join(list(bad.values())[:3])
+        raise DataFormatError(
+            f"{len(bad)} of {len(problems)} problems cannot be guided ({shown}{' ...' if len(bad) > 3 else ''}); "
+            "pass skip_unusable=True (CLI: --skip-unusable) to search the others"
+        )
+    for pid in bad:
+        warnings.warn(f"skipping problem {pid!r}: it cannot be guided", stacklevel=2)
+    todo = [p for p in problems if p.id not in bad]
+    done = _open_for_resume(Path(out), header)
+
+    from tqdm.auto import tqdm
+
+    remaining = [p for p in todo if p.id not in done]
+    bar = tqdm(total=len(todo), initial=len(todo) - len(remaining), desc=f"prefix search ({strategy})",
+               unit="problem", disable=not progress)
+    rollouts = 0
+    with JsonlAppender(out) as sink:
+        for problem in remaining:
+            record = search_problem(problem, probe, search, seed=seed)
+            sink.append(record.to_json())
+            rollouts += record.rollouts
+            bar.update(1)
+            bar.set_postfix(rollouts=rollouts, refresh=False)
+    bar.close()
+    return load_guidance(out, dataset=dataset)
+
+
+def _open_for_resume(path: Path, header: GuidanceHeader) -> set[str]:
+    """Create ``path`` with ``header`` or validate an existing one; the finished problem ids.
+
+    Corrupted lines of an existing file are reported and dropped by rewriting the file
+    atomically with the good lines only, so they are redone.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        atomic_write_text(path, json.dumps(header.to_json(), ensure_ascii=False) + "\n")
+        return set()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        existing = load_guidance(path)
+    for w in caught:
+        warnings.warn(str(w.message), stacklevel=3)
+    problems = existing.header.mismatches(header)
+    if problems:
+        raise GuidanceFileError(
+            f"{path} was made with other settings ({'; '.join(problems)}); use another --out "
+            "file or the same settings to resume"
+        )
+    if existing.bad_lines:
+        lines = [json.dumps(header.to_json(), ensure_ascii=False)]
+        lines += [json.dumps(r.to_json(), ensure_ascii=False) for r in existing.records.values()]
+        atomic_write_text(path, "\n".join(lines) + "\n")
+    return set(existing.records)

@@ -1,0 +1,166 @@
+"""Which problem and which roll-in state each env reset starts from.
+
+Shared by every math env (single-turn, step-level) so that "the hard split, guided with
+``i*`` and mixed 1:1" means the same thing everywhere:
+
+- the problems: a dataset, optionally restricted to the hard problems of a split file
+  (``pope-env hard-split``);
+- the order: a seeded random permutation, reshuffled on each pass;
+- guided or not: ``mode`` = ``"unguided"`` | ``"guided"`` | ``"pope"`` (an exact
+  ``guided_ratio`` mix per block of resets, :class:`~pope_env.mixture.MixtureSampler`);
+- the prefix: the problem's ``i*`` (or fallback segment) from a guidance file
+  (``pope-env prefix-search``), else ``round(prefix_fraction * cap)`` steps (at least one),
+  where ``cap`` is the largest prefix that does not reveal the answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from pope_env.errors import ConfigError, UnknownNameError
+from pope_env.guidance import prefix_cap
+from pope_env.mixture import MixtureSampler
+from pope_env.problem import Problem
+
+MODES = ("unguided", "guided", "pope")
+RESET_OPTIONS = ("problem_id", "guided", "prefix_len")
+
+
+@dataclasses.dataclass(frozen=True)
+class RollIn:
+    """The start of one episode: a problem and the oracle steps ``z[start:start+prefix_len]``
+    shown with it (``prefix_len == 0``: unguided)."""
+
+    problem: Problem
+    guided: bool
+    prefix_len: int
+    start: int = 0
+
+
+class RollInSampler:
+    """Draws :class:`RollIn` s for env resets.
+
+    Args:
+        problems: The dataset's problems (ids unique).
+        mode: ``"unguided"``, ``"guided"`` or ``"pope"``.
+        guided_ratio: Guided share of resets in ``"pope"`` mode, exact per block (0.5 = 1:1).
+        prefix_fraction: Prefix length as a fraction of the cap for problems without ``i*``.
+        guidance_file: A guidance file of ``pope-env prefix-search`` (``i*`` per problem).
+        split_file: A split file of ``pope-env hard-split``: keep only its hard problems.
+        dataset: The dataset name, checked against the headers of both files.
+    """
+
+    def __init__(
+        self,
+        problems: Sequence[Problem],
+        *,
+        mode: str = "unguided",
+        guided_ratio: float = 0.5,
+        prefix_fraction: float = 0.5,
+        guidance_file: str | None = None,
+        split_file: str | None = None,
+        dataset: str | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if not 0.0 < prefix_fraction <= 1.0:
+            raise ConfigError(f"prefix_fraction must be in (0, 1], got {prefix_fraction}")
+        by_id = {p.id: p for p in problems}
+        if len(by_id) != len(problems):
+            raise ConfigError("problem ids must be unique within an env's dataset")
+        if split_file is not None:
+            from pope_env.hard_split import load_split
+
+            split = load_split(split_file, dataset=dataset)
+            missing = [pid for pid in split.hard_ids if pid not in by_id]
+            if missing:
+                raise ConfigError(
+                    f"split file {split_file} names {len(missing)} problem(s) not in the dataset "
+                    f"(e.g. {missing[0]!r}); was it made for another dataset or limit?"
+                )
+            by_id = {pid: by_id[pid] for pid in split.hard_ids}
+        if not by_id:
+            raise ConfigError("no problems to draw from (empty dataset or split)")
+        self.problems: list[Problem] = list(by_id.values())
+        self._by_id = by_id
+        self.mode = mode
+        self.prefix_fraction = prefix_fraction
+        self.guidance = None
+        if guidance_file is not None:
+            from pope_env.prefix_search import load_guidance
+
+            self.guidance = load_guidance(guidance_file, dataset=dataset)
+        self.mixture = MixtureSampler.from_fraction(guided_ratio) if mode == "pope" else None
+        self._order: list[int] = []
+        self._mixture_seeded = False
+
+    def get(self, problem_id: str) -> Problem:
+        """The problem with this id (:class:`UnknownNameError` listing known ids otherwise)."""
+        try:
+            return self._by_id[problem_id]
+        except (KeyError, TypeError):
+            raise UnknownNameError("problem_id", str(problem_id), list(self._by_id)) from None
+
+    def seed(self, seed: int | None) -> None:
+        """Restart the problem order and the guided/unguided blocks (called on ``reset(seed=)``)."""
+        self._order = []
+        if self.mixture is not None and seed is not None:
+            self.mixture.seed(seed)
+            self._mixture_seeded = True
+
+    def segment_for(self, problem: Problem) -> tuple[int, int]:
+        """``(start, prefix_len)`` of a guided reset of ``problem`` without options."""
+        if self.guidance is not None and problem.id in self.guidance:
+            record = self.guidance[problem.id]
+            return record.start, record.prefix_len
+        cap = prefix_cap(problem)
+        if cap == 0:
+            return 0, 0
+        return 0, min(cap, max(1, round(self.prefix_fraction * cap)))
+
+    def _next_guided(self, rng: np.random.Generator) -> bool:
+        if self.mode == "unguided":
+            return False
+        if self.mode == "guided":
+            return True
+        assert self.mixture is not None
+        if not self._mixture_seeded:
+            self.mixture.seed(int(rng.integers(2**31)))
+            self._mixture_seeded = True
+        return self.mixture.next()
+
+    def draw(self, rng: np.random.Generator, options: Mapping[str, Any] | None = None) -> RollIn:
+        """The next roll-in; ``options`` (``problem_id``, ``guided``, ``prefix_len``) override."""
+        options = dict(options or {})
+        unknown = set(options) - set(RESET_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"unknown reset option(s) {sorted(unknown)}; use {', '.join(RESET_OPTIONS)}"
+            )
+        if "problem_id" in options:
+            problem = self.get(options["problem_id"])
+        else:
+            if not self._order:
+                self._order = [int(i) for i in rng.permutation(len(self.problems))[::-1]]
+            problem = self.problems[self._order.pop()]
+        if "prefix_len" in options:
+            prefix_len = options["prefix_len"]
+            if isinstance(prefix_len, bool) or not isinstance(prefix_len, (int, np.integer)):
+                raise ConfigError(f"prefix_len must be an int, got {prefix_len!r}")
+            prefix_len, cap = int(prefix_len), prefix_cap(problem)
+            if not 0 <= prefix_len <= cap:
+                raise ConfigError(
+                    f"prefix_len={prefix_len} is out of range for problem {problem.id!r}: "
+                    f"0 <= prefix_len <= {cap} (a longer prefix would reveal the final answer)"
+                )
+            guided = bool(options.get("guided", prefix_len > 0))
+            return RollIn(problem, guided, prefix_len if guided else 0)
+        guided = bool(options["guided"]) if "guided" in options else self._next_guided(rng)
+        if not guided:
+            return RollIn(problem, False, 0)
+        start, prefix_len = self.segment_for(problem)
+        return RollIn(problem, True, prefix_len, start)

@@ -1,0 +1,79 @@
+"""Hard split: pass@k = 0 by measurement, resumable split files, then prefix search on it."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from arith_policy import ArithmeticSolverPolicy, math_verify_scorer
+from pope_env.datasets import arithmetic
+from pope_env.errors import GuidanceFileError
+from pope_env.hard_split import load_split, run_hard_split
+from pope_env.prefix_search import PrefixProbe, run_prefix_search
+
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+PROBLEMS = arithmetic.generate(30, (2, 9), seed=2)
+
+
+def split(out, policy=None, **kw):
+    return run_hard_split(PROBLEMS, policy or ArithmeticSolverPolicy(0.45), dataset="arith-test",
+                          out=out, k=8, scorer=math_verify_scorer(), progress=False, **kw)
+
+
+def test_hard_means_zero_successes_in_k_samples(tmp_path):
+    result = split(tmp_path / "split.jsonl")
+    assert 0 < len(result.hard_ids) < len(PROBLEMS)
+    probe = PrefixProbe(ArithmeticSolverPolicy(0.45), math_verify_scorer(), k=8)
+    for p in PROBLEMS:
+        record = result.records[p.id]
+        full = probe.measure(p, 0, early_stop=False)  # all k samples, same seeds
+        assert record.hard == (full.successes == 0)
+        assert record.samples == (8 if record.hard else record.samples)
+    # long chains are harder than short ones for a solver that errs per operation
+    hard_levels = [p.level for p in PROBLEMS if result.records[p.id].hard]
+    easy_levels = [p.level for p in PROBLEMS if not result.records[p.id].hard]
+    assert sum(hard_levels) / len(hard_levels) > sum(easy_levels) / len(easy_levels)
+
+
+class Interrupted(ArithmeticSolverPolicy):
+    def generate(self, prompts, **kw):
+        if self.calls == 20:
+            raise KeyboardInterrupt
+        return super().generate(prompts, **kw)
+
+
+def test_interrupted_split_resumes_to_the_same_file(tmp_path):
+    reference = split(tmp_path / "ref.jsonl")
+    out = tmp_path / "split.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        split(out, Interrupted(0.45))
+    assert 0 < len(load_split(out).records) < len(PROBLEMS)
+    resumed = split(out)
+    assert resumed.records == reference.records
+    assert list(resumed.records) == [p.id for p in PROBLEMS]
+
+
+def test_split_file_checks(tmp_path):
+    out = tmp_path / "split.jsonl"
+    split(out)
+    with pytest.raises(GuidanceFileError, match="made for dataset 'arith-test', not 'math500'"):
+        load_split(out, dataset="math500")
+    with pytest.raises(GuidanceFileError, match="seed: file has 0, asked for 1"):
+        split(out, seed=1)
+    lines = out.read_text().splitlines()
+    lines[2] = lines[2][:10]
+    out.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"split\.jsonl:3: corrupted split line"):
+        assert load_split(out).bad_lines == [3]
+
+
+def test_prefix_search_on_the_hard_split(tmp_path):
+    hard = split(tmp_path / "split.jsonl")
+    problems = [p for p in PROBLEMS if p.id in set(hard.hard_ids)]
+    gf = run_prefix_search(problems, ArithmeticSolverPolicy(0.45), dataset="arith-test",
+                           out=tmp_path / "g.jsonl", k=8, scorer=math_verify_scorer(),
+                           progress=False)
+    assert set(gf.records) == set(hard.hard_ids)
+    found = [r for r in gf.records.values() if not r.fallback]
+    assert found, "guidance should rescue some hard problems"

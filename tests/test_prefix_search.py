@@ -1,0 +1,208 @@
+"""Prefix search with a real tiny policy: agreement with the linear scan, determinism,
+crash-resume, the fallback segment and the guidance file's bad-input handling."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from arith_policy import ArithmeticSolverPolicy, math_verify_scorer
+from pope_env.datasets import arithmetic
+from pope_env.errors import ConfigError, DataFormatError, GuidanceFileError, UnknownNameError
+from pope_env.guidance import guided_text
+from pope_env.prefix_search import (
+    GuidanceRecord,
+    Measurement,
+    PrefixProbe,
+    fallback_segment,
+    load_guidance,
+    run_prefix_search,
+)
+from pope_env.problem import Problem
+
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+TESTS = Path(__file__).parent
+PROBLEMS = arithmetic.generate(24, (4, 7), seed=5)
+
+
+def search(out, strategy="galloping", problems=PROBLEMS, error_rate=0.35, **kw):
+    kw.setdefault("k", 8)
+    return run_prefix_search(problems, ArithmeticSolverPolicy(error_rate), dataset="arith-test",
+                             out=out, strategy=strategy, scorer=math_verify_scorer(),
+                             progress=False, **kw)
+
+
+def test_galloping_finds_the_linear_i_star_with_fewer_rollouts(tmp_path):
+    linear = search(tmp_path / "linear.jsonl", "linear")
+    gallop = search(tmp_path / "gallop.jsonl", "galloping")
+    assert set(linear.records) == set(gallop.records) == {p.id for p in PROBLEMS}
+    same = [pid for pid in linear.records if linear[pid].i_star == gallop[pid].i_star]
+    assert len(same) == len(PROBLEMS)
+    assert sum(r.rollouts for r in gallop.records.values()) < sum(r.rollouts for r in linear.records.values())
+    for pid, r in gallop.records.items():
+        measured = {m.prefix_len: m for m in r.evidence}
+        assert measured[r.i_star].successes > 0
+        # verification: i* - 1 was measured and failed (or i* = 1)
+        assert r.i_star == 1 or measured[r.i_star - 1].successes == 0
+        # the same state measured by both strategies gives the same verdict
+        for m in linear[pid].evidence:
+            if m.prefix_len in measured:
+                assert (m.successes > 0) == (measured[m.prefix_len].successes > 0)
+
+
+def test_linear_records_every_state_it_measured(tmp_path):
+    gf = search(tmp_path / "g.jsonl", "linear")
+    for r in gf.records.values():
+        assert [m.prefix_len for m in r.evidence] == list(range(1, r.i_star + 1))
+        assert all(m.samples == 8 for m in r.evidence)
+        assert all(m.successes == 0 for m in r.evidence[:-1]) and r.evidence[-1].successes > 0
+        assert r.segment == (0, r.i_star) and not r.fallback
+
+
+def test_search_is_deterministic_for_a_seed(tmp_path):
+    a = search(tmp_path / "a.jsonl", seed=7)
+    b = search(tmp_path / "b.jsonl", seed=7)
+    c = search(tmp_path / "c.jsonl", seed=8)
+    assert a.records == b.records
+    assert any(a[p].evidence != c[p].evidence for p in a.records)
+
+
+def test_fallback_when_no_prefix_works(tmp_path):
+    hopeless = ArithmeticSolverPolicy(error_rate=1.0)
+    gf = run_prefix_search(PROBLEMS[:6], hopeless, dataset="arith-test", out=tmp_path / "f.jsonl",
+                           k=4, seed=3, scorer=math_verify_scorer(), progress=False)
+    for p in PROBLEMS[:6]:
+        r = gf[p.id]
+        assert r.fallback and r.i_star is None
+        assert r.evidence == (Measurement(r.cap, 0, 4),)  # one failing measurement: the cap
+        start, stop = r.segment
+        assert r.segment == fallback_segment(p, 3)
+        assert 1 <= stop - start and stop <= r.cap
+        assert stop - start < len(p.steps) / 4 or stop - start == 1
+        guided_text(p, stop - start, start=start)  # renders without revealing the answer
+
+
+def test_fallback_segment_is_shorter_than_a_quarter_and_seeded():
+    long = arithmetic.generate(5, 12, seed=0)
+    for p in long:
+        start, stop = fallback_segment(p, 0)
+        assert stop - start == 2 < len(p.steps) / 4  # 12 steps -> 2 steps
+        assert fallback_segment(p, 0) == (start, stop)
+    assert len({fallback_segment(long[0], s) for s in range(20)}) > 1
+
+
+def test_crash_midway_then_resume_gives_the_same_file(tmp_path):
+    full_policy = ArithmeticSolverPolicy(0.35)
+    reference = run_prefix_search(PROBLEMS, full_policy, dataset="arith-test",
+                                  out=tmp_path / "ref.jsonl", k=8, scorer=math_verify_scorer(),
+                                  progress=False)
+    out = tmp_path / "crashy.jsonl"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from arith_policy import ArithmeticSolverPolicy, math_verify_scorer
+        from pope_env.datasets import arithmetic
+        from pope_env.prefix_search import run_prefix_search
+
+        class DiesMidway(ArithmeticSolverPolicy):
+            def generate(self, prompts, **kw):
+                if self.calls == 30:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return super().generate(prompts, **kw)
+
+        run_prefix_search(arithmetic.generate(24, (4, 7), seed=5), DiesMidway(0.35),
+                          dataset="arith-test", out={str(out)!r}, k=8,
+                          scorer=math_verify_scorer(), progress=False)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    partial = load_guidance(out)
+    assert 0 < len(partial) < len(PROBLEMS)
+    resumed_policy = ArithmeticSolverPolicy(0.35)
+    resumed = run_prefix_search(PROBLEMS, resumed_policy, dataset="arith-test", out=out, k=8,
+                                scorer=math_verify_scorer(), progress=False)
+    assert resumed.records == reference.records
+    # only the unfinished problems were searched again
+    assert full_policy.calls - 30 <= resumed_policy.calls < full_policy.calls
+    assert out.read_text().count("\n") == len(PROBLEMS) + 1
+
+
+def test_corrupted_lines_are_named_skipped_and_redone(tmp_path):
+    out = tmp_path / "g.jsonl"
+    reference = search(out)
+    lines = out.read_text().splitlines()
+    lines[3] = lines[3][: len(lines[3]) // 2]  # truncated record in the middle
+    lines[5] = '{"problem_id": "x", "i_star": 2}'  # record missing fields
+    out.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"g\.jsonl:4: corrupted guidance line"):
+        gf = load_guidance(out)
+    assert gf.bad_lines == [4, 6]
+    assert len(gf) == len(PROBLEMS) - 2
+    with pytest.raises(GuidanceFileError, match=r":4: corrupted"):
+        load_guidance(out, strict=True)
+    with pytest.warns(UserWarning, match="corrupted guidance line"):
+        again = search(out)
+    assert again.records == reference.records and again.bad_lines == []
+
+
+def test_a_file_for_other_settings_is_refused_naming_the_mismatch(tmp_path):
+    out = tmp_path / "g.jsonl"
+    search(out, problems=PROBLEMS[:3])
+    with pytest.raises(GuidanceFileError, match="made for dataset 'arith-test', not 'math500'"):
+        load_guidance(out, dataset="math500")
+    with pytest.raises(GuidanceFileError, match="k: file has 8, asked for 4"):
+        search(out, problems=PROBLEMS[:3], k=4)
+    with pytest.raises(GuidanceFileError, match="dataset: file has 'arith-test', asked for 'other'"):
+        run_prefix_search(PROBLEMS[:3], ArithmeticSolverPolicy(0.35), dataset="other", out=out,
+                          scorer=math_verify_scorer(), progress=False)
+    (tmp_path / "notes.jsonl").write_text('{"hello": 1}\n')
+    with pytest.raises(GuidanceFileError, match="notes.jsonl:1: bad guidance header"):
+        load_guidance(tmp_path / "notes.jsonl")
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ConfigError, match="k must be an integer >= 1"):
+        search(tmp_path / "a.jsonl", k=0)
+    with pytest.raises(ConfigError, match="chunk_size must be in"):
+        search(tmp_path / "b.jsonl", k=4, chunk_size=5)
+    with pytest.raises(UnknownNameError, match="unknown strategy 'magic'.*galloping, linear"):
+        search(tmp_path / "c.jsonl", strategy="magic")
+    gf = search(tmp_path / "d.jsonl", problems=PROBLEMS[:2])
+    with pytest.raises(UnknownNameError, match="unknown problem"):
+        gf["nope"]
+
+
+def test_unguidable_problems_are_refused_or_skipped(tmp_path):
+    one_step = Problem(id="one", question="Compute left to right: 2+3", solution="\\boxed{5}",
+                       steps=("\\boxed{5}",), answer="5", source="arithmetic")
+    empty = Problem(id="empty", question="?", solution="", steps=(), answer="1", source="x")
+    problems = [*PROBLEMS[:2], one_step, empty]
+    with pytest.raises(DataFormatError, match="2 of 4 problems cannot be guided.*one-step"):
+        search(tmp_path / "a.jsonl", problems=problems)
+    with pytest.warns(UserWarning, match="skipping problem 'one'"):
+        gf = search(tmp_path / "b.jsonl", problems=problems, skip_unusable=True)
+    assert set(gf.records) == {p.id for p in PROBLEMS[:2]}
+
+
+def test_probe_seeds_do_not_depend_on_order():
+    policy = ArithmeticSolverPolicy(0.4)
+    probe = PrefixProbe(policy, math_verify_scorer(), k=8, seed=1, chunk_size=2)
+    p, q = PROBLEMS[0], PROBLEMS[1]
+    first = probe.measure(p, 2, early_stop=False)
+    probe.measure(q, 1, early_stop=False)
+    assert probe.measure(p, 2, early_stop=False) == first
+    assert policy.calls == 12  # 3 measurements x 4 chunks of 2
+
+
+def test_guidance_record_round_trips():
+    r = GuidanceRecord("p", 2, False, (0, 2), 4, 5, (Measurement(4, 1, 2), Measurement(1, 0, 8),
+                                                     Measurement(2, 1, 2)))
+    assert GuidanceRecord.from_json(json.loads(json.dumps(r.to_json()))) == r
+    assert r.rollouts == 12 and r.prefix_len == 2
