@@ -65,6 +65,12 @@ __all__ = [
 DEFAULT_MAX_CHARS = 2_000_000
 DEFAULT_MAX_ANSWER_CHARS = 5_000
 _WORKER_SCRIPT = Path(__file__).with_name("_verify_worker.py")
+# Run the worker file without putting its folder on sys.path: this folder holds ``math.py``
+# (this module), which would shadow the standard library's ``math`` inside math-verify.
+_WORKER_BOOTSTRAP = (
+    "import sys; del sys.path[0]; import runpy; "
+    f"runpy.run_path({str(_WORKER_SCRIPT)!r}, run_name='__main__')"
+)
 _WORKER_START_TIMEOUT_S = 120.0
 
 
@@ -193,7 +199,7 @@ class _Worker:
     def __init__(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", str(_WORKER_SCRIPT)],
+            [sys.executable, "-u", "-c", _WORKER_BOOTSTRAP],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
