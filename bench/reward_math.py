@@ -111,6 +111,12 @@ def adversarial() -> list[tuple[str, object, str]]:
     return items
 
 
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def naive_loop(pairs: list[tuple[str, str, str]]) -> tuple[list[bool], list[float], float]:
     """Verdicts, seconds per pair and total seconds of the naive loop (math-verify's own
     default 5 s SIGALRM timeouts apply: a pair that hits one scores False)."""
@@ -161,15 +167,23 @@ def main(argv: list[str] | None = None) -> int:
     naive_seconds = [0.0] * len(pairs)
     scores: list = [None] * len(pairs)
     naive_s = ours_s = 0.0
+    naive_cpu_s = ours_cpu_s = 0.0  # CPU seconds: independent of the machine's load
     round_ratios = []
     print(f"{len(pairs)} (completion, gold) pairs from MATH-500, {rounds} alternating rounds", flush=True)
     for r in tqdm(range(rounds), desc="rounds"):
         idx = [i for i in range(len(pairs)) if (i // 4) % rounds == r]  # 4 pairs per problem
         chunk = [pairs[i] for i in idx]
+        cpu0 = time.process_time()
         verdicts, per_pair, t_naive = naive_loop(chunk)
+        naive_cpu_s += time.process_time() - cpu0
+        pids = [w.proc.pid for w in verifier._workers]
+        worker_cpu0 = sum(_process_cpu_s(pid) for pid in pids)
+        cpu0 = time.process_time()
         start = time.perf_counter()
         got = verifier.score_batch([c for _, c, _ in chunk], [g for _, _, g in chunk])
         t_ours = time.perf_counter() - start
+        ours_cpu_s += time.process_time() - cpu0
+        ours_cpu_s += sum(_process_cpu_s(pid) for pid in pids) - worker_cpu0
         for i, v, s, sec in zip(idx, verdicts, got, per_pair):
             naive[i], scores[i], naive_seconds[i] = v, s, sec
         naive_s += t_naive
@@ -196,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         f"naive loop: {naive_s:.1f} s ({len(pairs) / naive_s:.0f} pairs/s); "
         f"MathVerifier ({verifier.n_workers} workers, warm): {ours_s:.1f} s "
         f"({len(pairs) / ours_s:.0f} pairs/s) -> {ratio:.2f}x; with worker start-up "
-        f"{naive_s / (ours_s + startup_s):.2f}x; identical verdicts {len(pairs) - len(mismatches)}/{len(pairs)}",
+        f"{naive_s / (ours_s + startup_s):.2f}x; CPU seconds {naive_cpu_s:.1f} vs {ours_cpu_s:.1f} "
+        f"({naive_cpu_s / ours_cpu_s:.2f}x less work); identical verdicts "
+        f"{len(pairs) - len(mismatches)}/{len(pairs)}",
         flush=True,
     )
 
@@ -239,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         "verifier_pairs_per_s": round(len(pairs) / ours_s, 1),
         "throughput_ratio_warm": round(ratio, 2),
         "round_ratios": round_ratios,
+        "naive_cpu_s": round(naive_cpu_s, 2),
+        "verifier_cpu_s_parent_plus_workers": round(ours_cpu_s, 2),
+        "cpu_work_ratio": round(naive_cpu_s / ours_cpu_s, 2),
         "distinct_verifications": stats.get("items", 0)
         - stats.get("exact_match", 0)
         - stats.get("integer_match", 0)
