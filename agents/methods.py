@@ -14,24 +14,58 @@ clip-higher grpo + DAPO's clip-higher (eps_high = 0.28)
 passk      grpo with pass@k-objective advantages (k = 4)
 mix-easy   easy and hard problems mixed 1:1, unguided
 sft-oracle SFT on the hard problems' oracle solutions first, then grpo
+srl        SRL: one prompt per expert step (problem, k), step-similarity reward, dynamic
+           sampling (groups with reward std <= 0.01 dropped, batch refilled)
+srl-sequence SRL's whole-sequence baseline: one prompt per problem, similarity of the whole
+           output to the whole expert solution, same dynamic sampling
+srl-then-rlvr SRL's curriculum: srl, then grpo on the verifiable reward
+           (:func:`pope_env.agents.srl.train_srl_then_rlvr`)
 ========== ============================================================================
+
+For the SRL methods the "hard" problems are the SRL training problems (they need expert
+steps) and the reward is :func:`method_reward` of ``method.reward``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from pope_env.agents.grpo import GRPOConfig
 from pope_env.agents.policy import Prompt
-from pope_env.agents.rollout import MixedSource, PromptItem, PromptSource, ShuffledItems
+from pope_env.agents.rollout import MixedSource, PromptItem, PromptSource, RewardFn, ShuffledItems
 from pope_env.errors import ConfigError, UnknownNameError
 from pope_env.problem import Problem
 
-Renderer = Callable[[Problem, int], Prompt]
+Renderer = Callable[..., Prompt]
 """``render(problem, prefix_len)``: the prompt for a problem with the first ``prefix_len``
-oracle steps as guidance (0: unguided)."""
+oracle steps as guidance (0: unguided). For a guidance segment that does not start at step 0
+(prefix search's fallback), it is called as ``render(problem, prefix_len, start=start)``."""
+
+Segment = Union[int, tuple[int, int]]
+"""Guidance for one problem: a prefix length ``i*``, or ``(start, length)`` of oracle steps."""
+
+
+def default_renderer(prompt_format: str = "chat") -> Renderer:
+    """POPE's roll-in prompts from :mod:`pope_env.guidance`: chat messages
+    (``guided_messages``) or plain text (``guided_text``) for models without a chat template."""
+    from pope_env import guidance
+
+    if prompt_format not in ("chat", "text"):
+        raise ConfigError(f"prompt_format must be 'chat' or 'text', got {prompt_format!r}")
+    fn = guidance.guided_messages if prompt_format == "chat" else guidance.guided_text
+
+    def render(problem: Problem, prefix_len: int, *, start: int = 0) -> Prompt:
+        return fn(problem, prefix_len, start=start)
+
+    return render
+
+
+def guidance_segments(guidance_file: Any) -> dict[str, tuple[int, int]]:
+    """Problem id -> ``(start, length)`` from a loaded guidance file
+    (:func:`pope_env.prefix_search.load_guidance`): ``(0, i*)`` or the fallback segment."""
+    return {pid: (r.start, r.prefix_len) for pid, r in guidance_file.records.items()}
 
 
 @dataclass(frozen=True)
@@ -45,6 +79,10 @@ class Method:
         guided_share: Share of hard prompts that carry the oracle prefix i* (POPE: 0.5).
         easy_share: Share of prompts drawn from the easy set (mix-easy: 0.5).
         sft_steps: SFT steps on oracle solutions before RL (sft-oracle).
+        reward: What the method is rewarded by: ``"verifiable"`` (the task's reward, e.g.
+            math-verify), ``"step-similarity"`` (SRL) or ``"sequence-similarity"`` (SRL's
+            whole-sequence baseline); see :func:`method_reward`.
+        then: The method of a second phase (a curriculum, e.g. ``srl-then-rlvr``), or None.
     """
 
     name: str
@@ -53,11 +91,15 @@ class Method:
     guided_share: float = 0.0
     easy_share: float = 0.0
     sft_steps: int = 0
+    reward: str = "verifiable"
+    then: str | None = None
 
     def grpo_config(self, base: GRPOConfig = GRPOConfig()) -> GRPOConfig:
         """``base`` with this method's overrides."""
         return base.replace(**dict(self.grpo))
 
+
+_SRL_DYNAMIC_SAMPLING = {"dynamic_sampling": True, "min_group_std": 0.01}  # the public SRL reproduction's threshold
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -70,8 +112,22 @@ METHODS: dict[str, Method] = {
                grpo={"advantage": "passk", "passk_k": 4}),
         Method("mix-easy", "GRPO on easy and hard problems mixed 1:1", easy_share=0.5),
         Method("sft-oracle", "SFT on the hard set's oracle solutions, then GRPO on the hard set", sft_steps=50),
+        Method("srl", "SRL: a prompt per expert step, step-similarity reward, dynamic sampling (std <= 0.01 dropped)",
+               grpo=_SRL_DYNAMIC_SAMPLING, reward="step-similarity"),
+        Method("srl-sequence", "SRL's whole-sequence similarity baseline, dynamic sampling (std <= 0.01 dropped)",
+               grpo=_SRL_DYNAMIC_SAMPLING, reward="sequence-similarity"),
+        Method("srl-then-rlvr", "SRL first, then GRPO on the verifiable reward (SRL's curriculum)",
+               grpo=_SRL_DYNAMIC_SAMPLING, reward="step-similarity", then="grpo"),
     ]
 }
+
+
+def register_method(method: Method, *, replace: bool = False) -> None:
+    """Add a method (e.g. SRL's ``srl`` with ``grpo={"dynamic_sampling": True,
+    "min_group_std": 0.01}``); refuses to overwrite a known name unless ``replace``."""
+    if method.name in METHODS and not replace:
+        raise ConfigError(f"method {method.name!r} already exists; pass replace=True to redefine it")
+    METHODS[method.name] = method
 
 
 def get_method(name: str) -> Method:
@@ -87,28 +143,30 @@ def make_items(
     render: Renderer,
     *,
     guided: bool = False,
-    guidance: Mapping[str, int] | None = None,
+    guidance: Mapping[str, Segment] | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> list[PromptItem]:
     """Prompt items for ``problems``, unguided or guided with each problem's ``i*``.
 
-    ``guidance`` maps problem id -> prefix length i* (from a guidance file). With
-    ``guided=True`` every problem must have an entry.
+    ``guidance`` maps problem id -> prefix length i* or ``(start, length)`` (see
+    :func:`guidance_segments`). With ``guided=True`` every problem must have an entry.
     """
     items = []
     for p in problems:
-        prefix = 0
+        start, prefix = 0, 0
         if guided:
             if guidance is None or p.id not in guidance:
                 raise ConfigError(
                     f"problem {p.id!r} has no prefix length i* in the guidance; run "
                     "`pope-env prefix-search` for this split or pass its guidance file"
                 )
-            prefix = int(guidance[p.id])
-        options = {"problem_id": p.id, "guided": guided, "prefix_len": prefix}
+            seg = guidance[p.id]
+            start, prefix = (0, int(seg)) if isinstance(seg, int) else (int(seg[0]), int(seg[1]))
+        options: dict[str, Any] = {"problem_id": p.id, "guided": guided, "prefix_len": prefix}
+        prompt = render(p, prefix, start=start) if start else render(p, prefix)
         items.append(
             PromptItem(
-                prompt=render(p, prefix), problem_id=p.id, guided=guided, prefix_len=prefix,
+                prompt=prompt, problem_id=p.id, guided=guided, prefix_len=prefix,
                 problem=p, options=options, tags=dict(tags or {}),
             )
         )
@@ -121,7 +179,7 @@ def build_source(
     *,
     hard: Sequence[Problem],
     easy: Sequence[Problem] = (),
-    guidance: Mapping[str, int] | None = None,
+    guidance: Mapping[str, Segment] | None = None,
     seed: int = 0,
 ) -> PromptSource:
     """The prompt source ``method`` trains on.
@@ -131,11 +189,15 @@ def build_source(
         render: Builds a prompt from a problem and a prefix length.
         hard: The hard split (pass@k = 0 for the base policy).
         easy: Easy problems (needed by ``mix-easy``).
-        guidance: Problem id -> i* (needed by ``pope``).
+        guidance: Problem id -> i* or ``(start, length)`` (needed by ``pope``).
         seed: Seed of the data order.
     """
     if not hard:
         raise ConfigError("the hard set is empty; run `pope-env hard-split` or pass a split file")
+    if method.reward != "verifiable":
+        from pope_env.agents.srl import build_srl_source
+
+        return build_srl_source(method.reward, hard, seed=seed)
     parts: dict[str, PromptSource] = {}
     weights: dict[str, float] = {}
     hard_share = 1.0 - method.easy_share
@@ -154,6 +216,14 @@ def build_source(
     if len(parts) == 1:
         return parts["hard"]
     return MixedSource(parts, weights)
+
+
+def method_reward(method: Method, verifiable: RewardFn | None = None) -> RewardFn:
+    """The reward ``method`` trains on: ``verifiable`` for GRPO-style methods, SRL's step
+    similarity or the whole-sequence similarity for the SRL methods."""
+    from pope_env.agents.srl import method_reward as _reward
+
+    return _reward(method.reward, verifiable)
 
 
 def sft_items(hard: Sequence[Problem], render: Renderer, *, seed: int = 0) -> ShuffledItems:

@@ -3,7 +3,9 @@
 * A :class:`PromptItem` is one prompt with where it came from (problem id, guided or not,
   prefix length, and the env ``reset`` options that reproduce it).
 * A :class:`PromptSource` hands out items in a seeded, resumable order (its
-  ``state_dict``/``load_state_dict`` make data order survive a restart exactly).
+  ``state_dict``/``load_state_dict`` make data order survive a restart exactly):
+  :class:`ShuffledItems` over a fixed list, :class:`MixedSource` in exact proportions, or
+  :class:`EnvSource` from a Gymnasium env's resets.
 * A :data:`RewardFn` scores completions: ``reward_fn(completions, items) -> list[float]``.
   :func:`env_reward` uses a Gymnasium env (reset with the item's options, step with the
   completion); :func:`problem_reward` lifts a plain ``(completion, problem) -> float``.
@@ -192,6 +194,53 @@ class MixedSource:
             s.load_state_dict(state["sources"][k])
 
 
+class EnvSource:
+    """Prompts drawn from a single-turn Gymnasium text env's resets.
+
+    Each item is one ``env.reset()``: the prompt is ``info["messages"]`` (chat) when the env
+    provides it and ``use_messages`` is true, else the observation text; ``problem_id``,
+    ``guided`` and ``prefix_len`` come from ``info``. The env decides the mixture (e.g.
+    ``POPE-Math-Hard-v0`` gives exactly 1:1 guided/unguided), and privileged data stays in
+    the env: score completions with :func:`env_reward` on a second instance of the env.
+
+    The order is fixed by ``seed``; the state is the number of resets, and loading it replays
+    them, so a resumed run draws the same prompts.
+    """
+
+    def __init__(self, env: Any, *, seed: int = 0, use_messages: bool = True,
+                 tags: Mapping[str, Any] | None = None) -> None:
+        self.env = env
+        self.seed = seed
+        self.use_messages = use_messages
+        self.tags = dict(tags or {"split": "hard"})
+        self.draws = 0
+
+    def _draw(self) -> PromptItem:
+        obs, info = self.env.reset(seed=self.seed if self.draws == 0 else None)
+        self.draws += 1
+        messages = info.get("messages") if self.use_messages else None
+        guided = bool(info.get("guided", False))
+        prefix = int(info.get("prefix_len", 0))
+        pid = str(info.get("problem_id", f"draw-{self.draws}"))
+        return PromptItem(
+            prompt=list(messages) if messages else str(obs), problem_id=pid, guided=guided, prefix_len=prefix,
+            options={"problem_id": pid, "guided": guided, "prefix_len": prefix}, tags=self.tags,
+        )
+
+    def next_items(self, n: int) -> list[PromptItem]:
+        return [self._draw() for _ in range(n)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"draws": self.draws, "seed": self.seed}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise ConfigError(f"the saved env order used seed {state['seed']}, this source seed {self.seed}")
+        self.draws = 0
+        for _ in range(int(state["draws"])):
+            self._draw()
+
+
 # ----------------------------------------------------------------------------------------
 # Rewards
 # ----------------------------------------------------------------------------------------
@@ -205,6 +254,24 @@ def problem_reward(fn: Callable[[str, Problem], float]) -> RewardFn:
                 raise ConfigError(f"item {it.problem_id!r} has no problem attached; the reward needs it")
             out.append(float(fn(c, it.problem)))
         return out
+
+    return reward_fn
+
+
+def math_reward(verifier: Any = None) -> RewardFn:
+    """1.0 when the completion's final answer equals the problem's gold answer (math-verify,
+    through :class:`pope_env.rewards.math.MathVerifier`, in parallel worker processes), else 0.0."""
+
+    def reward_fn(completions: Sequence[str], items: Sequence[PromptItem]) -> list[float]:
+        from pope_env.rewards.math import default_verifier
+
+        golds = []
+        for it in items:
+            if it.problem is None:
+                raise ConfigError(f"item {it.problem_id!r} has no problem attached; the math reward needs its answer")
+            golds.append(it.problem.answer)
+        scores = (verifier or default_verifier()).score_batch(list(completions), golds)
+        return [s.reward for s in scores]
 
     return reward_fn
 

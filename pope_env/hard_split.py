@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pope_env.errors import GuidanceFileError
 from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig
 from pope_env.io import JsonlAppender, PathLike, atomic_write_text
-from pope_env.prefix_search import PrefixProbe, Scorer, default_scorer
+from pope_env.prefix_search import PrefixProbe, Scorer
 from pope_env.problem import Problem
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ def run_hard_split(
         GuidanceFileError: ``out`` exists with other settings (the mismatch is named).
         ConfigError: ``k < 1`` or a bad ``chunk_size`` / ``prompt_format``.
     """
-    probe = PrefixProbe(policy, scorer or default_scorer(), k=k, seed=seed, chunk_size=chunk_size,
+    probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
                         sampling=sampling, config=config, prompt_format=prompt_format)
     header = SplitHeader(
         dataset=dataset,

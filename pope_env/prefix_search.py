@@ -43,7 +43,8 @@ Guidance file (JSONL, :func:`load_guidance`): a header line, then one line per p
      "k": 8, "seed": 0, "strategy": "galloping", "chunk_size": 2, "prompt_format": "chat",
      "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 512}}
     {"problem_id": "...", "i_star": 3, "fallback": false, "segment": [0, 3], "cap": 5,
-     "n_steps": 6, "rollouts": 18, "evidence": [[5, 1, 2], [4, 1, 2], [2, 0, 8], [3, 1, 4]]}
+     "n_steps": 6, "rollouts": 22,
+     "evidence": [[5, 1, 2], [1, 0, 8], [4, 1, 2], [2, 0, 8], [3, 1, 2]]}
 
 ``segment`` is the ``[start, stop)`` range of oracle steps to show (``[0, i*]`` for a found
 prefix); ``evidence`` lists every ``[i, successes, samples]`` measured, in order. The file is
@@ -129,7 +130,9 @@ class PrefixProbe:
 
     Args:
         policy: Anything with the :class:`~pope_env.agents.policy.Policy` ``generate``.
-        scorer: Verdicts for one problem's completions (see :func:`default_scorer`).
+        scorer: Verdicts for one problem's completions; ``None``: :func:`default_scorer`,
+            created on the first measurement (so a run with nothing left to do starts no
+            verifier workers).
         k: Samples per state (``>= 1``).
         seed: Root seed.
         chunk_size: Samples per ``generate`` call (``1..k``); default ``max(1, k // 4)``.
@@ -141,7 +144,7 @@ class PrefixProbe:
     def __init__(
         self,
         policy: "Policy",
-        scorer: Scorer,
+        scorer: Scorer | None,
         *,
         k: int,
         seed: int = 0,
@@ -161,10 +164,16 @@ class PrefixProbe:
             from pope_env.agents.policy import SamplingParams
 
             sampling = SamplingParams()
-        self.policy, self.scorer = policy, scorer
+        self.policy, self._scorer = policy, scorer
         self.k, self.seed, self.chunk_size = k, seed, chunk
         self.sampling, self.config, self.prompt_format = sampling, config, prompt_format
         self.log: list[Measurement] = []
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = default_scorer()
+        return self._scorer
 
     @property
     def rollouts(self) -> int:
@@ -254,7 +263,7 @@ STRATEGIES: dict[str, SearchStrategy] = {
         SearchStrategy(
             "galloping",
             galloping_search,
-            "cap first, then gallop down and bisect; early stop at the first success",
+            "cap, then 1, then gallop down from the cap and bisect; early stop at the first success",
         ),
     )
 }
@@ -542,7 +551,7 @@ def run_prefix_search(
         ConfigError: ``k < 1`` or a bad ``chunk_size`` / ``prompt_format``.
     """
     search = get_strategy(strategy)
-    probe = PrefixProbe(policy, scorer or default_scorer(), k=k, seed=seed, chunk_size=chunk_size,
+    probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
                         sampling=sampling, config=config, prompt_format=prompt_format)
     header = GuidanceHeader(
         dataset=dataset,

@@ -68,6 +68,44 @@ ENV_SPECS: list[EnvSpecEntry] = [
         {"dataset": "math-train-l5", "mode": "guided"},
         "Step-level MDP on the hard split, always starting after the oracle prefix i*.",
     ),
+    # --- SRL: step-wise similarity rewards with expert roll-in (envs/srl.py) ---------------
+    EnvSpecEntry(
+        "SRL-Math-v0",
+        "pope_env.envs.srl:SRLMathEnv",
+        {"dataset": "math-train"},
+        "SRL: walk one expert MATH solution step by step; reward = similarity to the expert step.",
+    ),
+    EnvSpecEntry(
+        "SRL-Math-Step-v0",
+        "pope_env.envs.srl:SRLMathStepEnv",
+        {"dataset": "math-train"},
+        "SRL: one (problem, step k) prompt per episode, drawn uniformly, for batched GRPO.",
+    ),
+    EnvSpecEntry(
+        "SRL-CHAMP-v0",
+        "pope_env.envs.srl:SRLMathEnv",
+        {"dataset": "champ"},
+        "SRL on CHAMP's native solution steps, one whole solution per episode.",
+    ),
+    # --- SWE tasks in a sandbox (envs/swe.py) ---------------------------------------------
+    EnvSpecEntry(
+        "POPE-SWE-v0",
+        "pope_env.envs.swe:SWEEnv",
+        {"mode": "unguided"},
+        "Local SWE-bench-format instances; shell commands in a sandbox, reward 1 if resolved.",
+    ),
+    EnvSpecEntry(
+        "POPE-SWE-Guided-v0",
+        "pope_env.envs.swe:SWEEnv",
+        {"mode": "guided"},
+        "As POPE-SWE-v0, with the expert's first i commands replayed as the roll-in.",
+    ),
+    EnvSpecEntry(
+        "SRL-SWE-v0",
+        "pope_env.envs.swe:SWEEnv",
+        {"mode": "srl"},
+        "Predict the expert's next command; reward = SRL step similarity.",
+    ),
 ]
 
 

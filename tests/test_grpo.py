@@ -80,14 +80,13 @@ def _passk_reference(rewards: list[float], k: int) -> list[float]:
 
 
 def test_passk_advantages_match_brute_force():
-    pytest.importorskip("pope_env.metrics", reason="pope_env.metrics lands with the guidance branch")
     for rewards in ([1.0, 0, 0, 0, 0, 0], [1.0, 1, 0, 0, 0, 0, 0, 0], [0.0, 0, 0, 0], [1.0, 1, 1, 0]):
-        got = passk_group_advantages(torch.tensor([rewards]), 3)[0].tolist()
+        got = passk_group_advantages(torch.tensor([rewards], dtype=torch.float64), 3)[0].tolist()
         want = _passk_reference(rewards, 3)
         # The paper divides by the group's pass@k std; accept any positive per-group scale.
         scale = max(abs(g) for g in got) / max(max(abs(w) for w in want), 1e-12)
         assert scale >= 0
-        assert got == pytest.approx([w * scale for w in want], abs=1e-9)
+        assert got == pytest.approx([w * scale for w in want], abs=1e-6)  # float32 tensors
 
 
 def test_informative_groups_filter():

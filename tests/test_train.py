@@ -24,7 +24,7 @@ from tiny_learner import TinyLearner  # noqa: E402
 from pope_env.agents.grpo import GRPOConfig, TokenLogprobs  # noqa: E402
 from pope_env.agents.methods import METHODS, build_source, get_method, make_items, sft_items  # noqa: E402
 from pope_env.agents.policy import SamplingParams  # noqa: E402
-from pope_env.agents.rollout import DynamicSamplingError  # noqa: E402
+from pope_env.agents.rollout import DynamicSamplingError, EnvSource, env_reward, math_reward  # noqa: E402
 from pope_env.agents.train import CheckpointError, TrainConfig, Trainer, TrainingDivergedError  # noqa: E402
 from pope_env.datasets import arithmetic  # noqa: E402
 from pope_env.errors import ConfigError, UnknownNameError  # noqa: E402
@@ -201,8 +201,30 @@ def test_sft_oracle_lowers_the_oracle_loss(tmp_path):
     assert log[5]["sft_loss"] < log[0]["sft_loss"] - 0.1
 
 
+def test_hf_policy_learner_runs_sft_then_grpo_with_its_own_prompt_encoding(tmp_path):
+    from tiny_learner import hf_char_tokenizer, tiny_llama
+
+    from pope_env.agents.hf_policy import HFPolicy
+    from pope_env.agents.train import tokenize_pairs
+
+    policy = HFPolicy(tiny_llama(0), tokenizer=hf_char_tokenizer(), name="tiny-hf", progress=False)
+    items = make_items(HARD[:2], render)
+    prompt_ids, completion_ids = tokenize_pairs(policy, items)
+    assert prompt_ids == policy.encode([it.prompt for it in items])  # the ids it samples from
+    assert completion_ids[0][-1] == policy.tokenizer.eos_token_id
+    assert policy.tokenizer.decode(completion_ids[0][:-1]).replace(" ", "") == HARD[0].solution.replace(" ", "")
+    cfg = config(method="sft-oracle", steps=2, sft_steps=3, sft_lr=3e-3)
+    Trainer(policy, build_source(get_method("grpo"), render, hard=HARD), first_digit_reward, cfg, tmp_path,
+            sft_source=sft_items(HARD, render), eval_items=make_items(HARD[:2], render)).train()
+    log = read_jsonl(tmp_path / "train_log.jsonl")
+    assert [r["phase"] for r in log] == ["sft"] * 3 + ["rl"] * 2
+    assert log[2]["sft_loss"] < log[0]["sft_loss"]
+    assert all(r["trained_tokens"] > 0 and not r["skipped"] for r in log)
+
+
 def test_methods_are_named_and_build_their_mixtures():
-    assert set(METHODS) == {"grpo", "pope", "entropy", "clip-higher", "passk", "mix-easy", "sft-oracle"}
+    assert set(METHODS) == {"grpo", "pope", "entropy", "clip-higher", "passk", "mix-easy", "sft-oracle",
+                            "srl", "srl-sequence", "srl-then-rlvr"}
     with pytest.raises(UnknownNameError, match="Known methods: clip-higher"):
         get_method("ppo")
     assert get_method("clip-higher").grpo_config().eps_high == 0.28
@@ -218,3 +240,76 @@ def test_methods_are_named_and_build_their_mixtures():
         build_source(get_method("pope"), render, hard=HARD, guidance={})
     with pytest.raises(ConfigError, match="easy set"):
         build_source(get_method("mix-easy"), render, hard=HARD)
+
+
+def test_env_source_and_env_reward_train_through_the_pope_math_env(tmp_path):
+    from pope_env.envs.math import MathEnv
+
+    problems = arithmetic.generate(6, 4, seed=3)
+    src = EnvSource(MathEnv(None, problems=problems, mode="pope"), seed=0, use_messages=False)
+    items = src.next_items(4)
+    assert sum(it.guided for it in items) == 2 and all(it.problem is None for it in items)
+    reward = env_reward(MathEnv(None, problems=problems, mode="pope"))
+    gold = {p.id: p.answer for p in problems}
+    assert reward([f"so \\boxed{{{gold[it.problem_id]}}}" for it in items], items) == [1.0] * 4
+    assert reward(["\\boxed{-1}"] * 4, items) == [0.0] * 4
+    state = src.state_dict()
+    upcoming = [(it.problem_id, it.guided) for it in src.next_items(3)]
+    again = EnvSource(MathEnv(None, problems=problems, mode="pope"), seed=0, use_messages=False)
+    again.load_state_dict(state)
+    assert [(it.problem_id, it.guided) for it in again.next_items(3)] == upcoming
+    Trainer(TinyLearner(0), src, reward, config(steps=1, eval_every=0), tmp_path).train()
+    rec = read_jsonl(tmp_path / "train_log.jsonl")[0]
+    assert rec["guided_hard_success"] == 0.0 and rec["unguided_hard_success"] == 0.0
+
+
+def test_math_reward_uses_real_math_verify_verdicts():
+    p = arithmetic.generate(1, 2, seed=0)[0]
+    item = make_items([p], render)[0]
+    r = math_reward()([f"\\boxed{{{p.answer}}}", f"\\boxed{{{int(p.answer) + 1}}}", f"\\boxed{{{p.answer}.0}}"],
+                      [item] * 3)
+    assert r == [1.0, 0.0, 1.0]
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "pope_env", "train", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_cli_runs_hard_split_prefix_search_and_two_methods_then_resumes(tmp_path):
+    args = ["--learner", "tiny_learner:TinyLearner", "--method", "pope,grpo", "--dataset", "arith-hard",
+            "--limit", "4", "--k", "2", "--steps", "2", "--prompts-per-step", "2", "--group-size", "2",
+            "--max-new-tokens", "6", "--prompt-format", "text", "--eval-every", "1", "--eval-k", "2",
+            "--eval-problems", "2", "--save-every", "1", "--lr", "1e-3", "--no-progress", "--no-tensorboard",
+            "--out", str(tmp_path)]
+    first = _cli(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "hard set: 4 problems" in first.stdout and "pope " in first.stdout and "grpo " in first.stdout
+    for name in ("hard_split.jsonl", "guidance.jsonl", "summary.json", "passk.png",
+                 "pope/train_log.jsonl", "grpo/report.json"):
+        assert (tmp_path / name).exists(), name
+    pope_log = read_jsonl(tmp_path / "pope" / "train_log.jsonl")
+    assert [r["step"] for r in pope_log] == [1, 2]
+    assert all(r["guided_hard_success"] is not None for r in pope_log)  # guided prompts were trained on
+    again = _cli(*args)  # everything is finished: resumes, redoes nothing
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert read_jsonl(tmp_path / "pope" / "train_log.jsonl") == pope_log
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cli_trains_the_default_smollm2_on_math(tmp_path):
+    pytest.importorskip("pope_env.agents.hf_policy", reason="HFPolicy lands with the policies branch")
+    out = tmp_path / "smol"
+    res = _cli("--model", "smollm2", "--method", "grpo", "--dataset", "math-train-l5", "--limit", "2", "--k", "2",
+               "--steps", "2", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "24",
+               "--eval-every", "0", "--eval-k", "2", "--eval-problems", "1", "--save-every", "2",
+               "--no-progress", "--out", str(out), timeout=580)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = read_jsonl(out / "grpo" / "train_log.jsonl")
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(r["trained_tokens"] > 0 and r["entropy"] > 0 for r in log)

@@ -75,7 +75,7 @@ class TinyLearner:
         return [self.render(p) for p in prompts], [self.tok.encode(c) + [EOS] for c in completions]
 
     # -- Policy ---------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, prompts: Sequence[Prompt], *, n: int = 1, sampling: SamplingParams = SamplingParams()) -> list[list[Generation]]:
         rows = [self.render(p) for p in prompts for _ in range(n)]
         width = max(len(r) for r in rows)
@@ -87,10 +87,10 @@ class TinyLearner:
             mask[i, width - len(r):] = 1
         ids, mask = ids.to(device), mask.to(device)
         done = torch.zeros(len(rows), dtype=torch.bool, device=device)
-        out_ids: list[list[int]] = [[] for _ in rows]
-        out_lp: list[list[float]] = [[] for _ in rows]
+        step_tokens: list[torch.Tensor] = []
+        step_logps: list[torch.Tensor] = []
         past = None
-        step_ids, step_mask = ids, mask
+        step_ids = ids
         for _ in range(sampling.max_new_tokens):
             pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1]:]
             res = self.model(input_ids=step_ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True)
@@ -102,15 +102,22 @@ class TinyLearner:
             else:
                 probs = torch.softmax(logits / sampling.temperature, dim=-1)
                 nxt = torch.multinomial(probs.cpu(), 1, generator=self.gen).squeeze(1).to(device)
-            for i in range(len(rows)):
-                if not done[i]:
-                    out_ids[i].append(int(nxt[i]))
-                    out_lp[i].append(float(logp[i, nxt[i]]))
+            nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)  # finished rows only pad
+            step_tokens.append(nxt)
+            step_logps.append(logp.gather(1, nxt[:, None]).squeeze(1))
             done |= nxt == EOS
             if bool(done.all()):
                 break
             step_ids = nxt.unsqueeze(1)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        all_ids = torch.stack(step_tokens, 1).tolist()
+        all_lp = torch.stack(step_logps, 1).tolist()
+        out_ids: list[list[int]] = []
+        out_lp: list[list[float]] = []
+        for ids_row, lp_row in zip(all_ids, all_lp):
+            n_tok = ids_row.index(EOS) + 1 if EOS in ids_row else len(ids_row)
+            out_ids.append(ids_row[:n_tok])
+            out_lp.append(lp_row[:n_tok])
         gens = []
         for i, r in enumerate(rows):
             finished = bool(out_ids[i]) and out_ids[i][-1] == EOS
@@ -150,6 +157,22 @@ class TinyLearner:
         if with_entropy:
             ent = torch.stack(rows_ent)
         return TokenLogprobs(lp, cmask, ent)
+
+
+def hf_char_tokenizer():
+    """A transformers fast tokenizer with exactly :class:`CharTokenizer`'s ids (for HF code
+    paths: HFPolicy, TRL) and no chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<s>": BOS, "</s>": EOS, "<pad>": PAD}
+    vocab.update({c: OFFSET + i for i, c in enumerate(CHARS)})
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="?"))
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="?")
+    fast.padding_side = "left"
+    return fast
 
 
 def boxed_int_reward(completions: Sequence[str], items: Sequence[Any]) -> list[float]:

@@ -28,9 +28,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_policy(args: argparse.Namespace) -> Any:
     """The HF policy for ``--model`` (imports torch/transformers)."""
-    from pope_env.agents.hf_policy import HFPolicy
+    from pope_env.agents.factory import make_policy as make
 
-    return HFPolicy(args.model, batch_size=args.batch_size, name=args.model, progress=False)
+    return make(args.model, backend="hf", batch_size=args.batch_size, name=args.model, progress=False)
 
 
 def make_sampling(args: argparse.Namespace) -> Any:

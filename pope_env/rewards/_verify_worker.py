@@ -14,11 +14,43 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import threading
+import time
 from functools import lru_cache
 
 
+def _exit_when_orphaned(interval_s: float = 1.0) -> None:
+    """Exit if the parent dies, even while stuck in a long computation (stdin EOF alone
+    would not be noticed until the current item finishes)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _keep_niceness() -> None:
+    """The worker runs in its own session, which Linux may schedule as its own autogroup;
+    give that group the niceness inherited from the parent, so ``nice pope-env ...`` stays
+    nice."""
+    niceness = os.nice(0)
+    if niceness > 0:
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(niceness))
+        except OSError:
+            pass  # no autogroups here: the process niceness alone applies
+
+
 def main() -> int:
+    _exit_when_orphaned()
+    _keep_niceness()
     out = sys.stdout
     try:
         from math_verify import parse, verify
@@ -36,6 +68,9 @@ def main() -> int:
     def parsed_gold(gold: str):  # once per distinct gold answer, not once per rollout
         return parse(as_latex(gold), parsing_timeout=None)
 
+    # The first verification builds math-verify's LaTeX parser (about a second): do it
+    # before reporting ready, so no item's time limit pays for it.
+    verify(parse(as_latex("\\frac{1}{2}"), parsing_timeout=None), parse(as_latex("x+1"), parsing_timeout=None), timeout_seconds=None)
     out.write('{"ready": true}\n')
     out.flush()
     for line in sys.stdin:

@@ -57,14 +57,34 @@ def boxed_contents(text: str) -> list[str]:
 def last_boxed(text: str) -> str | None:
     """The content of the last well-formed ``\\boxed{}``/``\\fbox{}``/``\\boxed X`` in
     ``text`` (stripped), or ``None``. An unclosed last box (a truncated generation) is
-    skipped in favour of the box before it."""
+    skipped in favour of the box before it (at most the last 64 boxes are tried)."""
     # A box that does not close before an unclosed later box never closes (its brace
     # would enclose that box's open brace), so each scan stops there: linear time even
     # for adversarial input such as "\\boxed{" repeated a million times.
+    # Only the last _MAX_TRIED boxes are tried: a completion ending in more unclosed boxes
+    # than that is garbage, and the limit keeps a million "\\boxed{" cheap.
     stop = None
-    for m in reversed(list(_BOX.finditer(text))):
+    for m in _last_boxes(text):
         content = _box_at(text, m, stop)
         if content is not None:
             return content.strip()
         stop = m.start()
     return None
+
+
+_MAX_TRIED = 64
+
+
+def _last_boxes(text: str) -> list[re.Match[str]]:
+    """The last :data:`_MAX_TRIED` box commands of ``text``, last first."""
+    found: list[re.Match[str]] = []
+    end = len(text)
+    while len(found) < _MAX_TRIED:
+        start = max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end))
+        if start < 0:
+            break
+        m = _BOX.match(text, start)
+        if m is not None:
+            found.append(m)
+        end = start
+    return found

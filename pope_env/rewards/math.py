@@ -10,17 +10,22 @@ How a completion is scored (:meth:`MathVerifier.score_batch`):
 1. **Guard** (in the calling process): a non-string, a string longer than ``max_chars``
    (default 2,000,000 characters) or one that is not valid unicode (lone surrogates) scores
    ``0`` with ``format_ok=False`` and is never sent to a worker.
-2. **Extract** the answer with :func:`extract_answer` (linear-time scans).
-3. **Exact match**: if the extracted answer equals the gold answer after a light
+2. **Extract** the answer with :func:`extract_answer` (linear-time scans). An answer
+   longer than ``max_answer_chars`` (default 5,000) scores ``0`` unverified.
+3. **Fast paths**: if the extracted answer equals the gold answer after a light
    normalisation (whitespace, ``\\left``/``\\right``, thin spaces, ``\\dfrac``), it is
-   correct without calling math-verify.
+   correct without calling math-verify; if both are plain integers (``-?[0-9]+``), their
+   values are compared directly.
 4. **Verify** otherwise in a worker process: ``verify(parse(\\boxed{gold}),
    parse(\\boxed{answer}))`` with math-verify's own SIGALRM timeouts disabled. The gold is
-   parsed once per distinct gold answer (cached in each worker). A worker that exceeds
-   ``timeout_s`` wall-clock seconds is killed and replaced; its item scores
-   ``timed_out=True``, reward ``0``. A worker that crashes is replaced the same way.
-   Verdicts are cached per ``(gold, answer)``, so a group of rollouts with the same
-   answer is verified once.
+   parsed once per distinct gold answer (cached in each worker, and items go preferably
+   to a worker that already parsed their gold). Items travel in small chunks; each item
+   has its own wall-clock limit ``timeout_s``, counted from when the worker starts it. A
+   worker that exceeds it is killed and replaced; that item scores ``timed_out=True``,
+   reward ``0``, and the rest of its chunk goes to other workers. A worker that crashes
+   is replaced the same way (its item scores ``0``, ``timed_out=False``). Verdicts are
+   cached per ``(gold, answer)``, and duplicates within a batch are verified once, so a
+   group of rollouts with the same answer costs one verification.
 
 Workers are separate Python processes started with :mod:`subprocess` (not
 :mod:`multiprocessing`), so the verifier works in scripts without a ``__main__`` guard, in
@@ -58,7 +63,14 @@ __all__ = [
 ]
 
 DEFAULT_MAX_CHARS = 2_000_000
+DEFAULT_MAX_ANSWER_CHARS = 5_000
 _WORKER_SCRIPT = Path(__file__).with_name("_verify_worker.py")
+# Run the worker file without putting its folder on sys.path: this folder holds ``math.py``
+# (this module), which would shadow the standard library's ``math`` inside math-verify.
+_WORKER_BOOTSTRAP = (
+    "import sys; del sys.path[0]; import runpy; "
+    f"runpy.run_path({str(_WORKER_SCRIPT)!r}, run_name='__main__')"
+)
 _WORKER_START_TIMEOUT_S = 120.0
 
 
@@ -149,6 +161,7 @@ def extract_answer(text: str) -> str | None:
     return extract_with_format(text)[0]
 
 
+_INTEGER = re.compile(r"-?\d{1,300}")
 _NORMALISE_DROP = re.compile(r"\s+|\\left|\\right|\\[!,;: ]|\$|\\displaystyle")
 
 
@@ -171,35 +184,51 @@ def _is_valid_unicode(text: str) -> bool:
 # --------------------------------------------------------------------------- worker pool
 
 
+_CHUNK_ITEMS = 8  # items sent to a worker at once (fewer wake-ups on a busy machine)
+_CHUNK_BYTES = 48 * 1024  # below the 64 KiB pipe buffer: a write never blocks on a stuck worker
+
+
 class _Worker:
-    """One verification process and its line-buffered stdout."""
+    """One verification process, its line-buffered stdout and the items it holds.
+
+    A worker gets a chunk of items and verifies them in order, reporting each verdict as
+    it goes. The item in progress is the first of ``tasks``; it started when the previous
+    verdict (or the chunk) arrived, so its wall-clock deadline is ``progress + timeout``.
+    """
 
     def __init__(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", str(_WORKER_SCRIPT)],
+            [sys.executable, "-u", "-c", _WORKER_BOOTSTRAP],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
             close_fds=True,
+            # Own session: Ctrl-C in the terminal interrupts the parent only (which then
+            # closes the pool) instead of killing workers mid-item. The worker exits by
+            # itself when the parent dies (see _verify_worker.py).
+            start_new_session=True,
         )
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.buffer = b""
         self.started = time.monotonic()
         self.ready = False
-        self.task: int | None = None  # index of the item being verified
-        self.deadline = 0.0
+        self.tasks: collections.deque[int] = collections.deque()  # item indices, in order
+        self.progress = 0.0  # when the item in progress started
+        self.golds: set[str] = set()  # gold answers this worker has parsed (and cached)
 
     def fileno(self) -> int:
         return self.proc.stdout.fileno()
 
-    def send(self, index: int, gold: str, answer: str, timeout_s: float) -> None:
-        line = json.dumps({"id": index, "gold": gold, "answer": answer}) + "\n"
-        self.proc.stdin.write(line.encode("utf-8"))
+    def send(self, chunk: list[tuple[int, str, str]]) -> None:
+        """Queue ``(index, gold, answer)`` items; call only when the worker is idle."""
+        data = "".join(json.dumps({"id": i, "gold": g, "answer": a}) + "\n" for i, g, a in chunk)
+        self.proc.stdin.write(data.encode("utf-8"))
         self.proc.stdin.flush()
-        self.task = index
-        self.deadline = time.monotonic() + timeout_s
+        self.tasks.extend(i for i, _, _ in chunk)
+        self.golds.update(g for _, g, _ in chunk)
+        self.progress = time.monotonic()
 
     def read_messages(self) -> tuple[list[dict[str, Any]], bool]:
         """Complete messages available now, and whether the worker's stdout closed."""
@@ -236,6 +265,8 @@ class MathVerifier:
             ``timed_out=True`` and reward ``0``. Must be > 0.
         workers: Number of worker processes (default: the CPUs this process may use).
         max_chars: Longer completions score 0 with ``format_ok=False`` without work.
+        max_answer_chars: A longer extracted answer is wrong without verification (no
+            real answer is that long; parsing one could only waste the time limit).
         cache_size: Number of ``(gold, answer)`` verdicts remembered.
 
     Workers start on first use (about a second: importing sympy). Use as a context
@@ -249,6 +280,7 @@ class MathVerifier:
         workers: int | None = None,
         *,
         max_chars: int = DEFAULT_MAX_CHARS,
+        max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
         cache_size: int = 65536,
     ) -> None:
         if not timeout_s > 0:
@@ -260,12 +292,13 @@ class MathVerifier:
         self.timeout_s = float(timeout_s)
         self.n_workers = int(workers)
         self.max_chars = int(max_chars)
+        self.max_answer_chars = int(max_answer_chars)
         self._cache: collections.OrderedDict[tuple[str, str], bool] = collections.OrderedDict()
         self._cache_size = cache_size
         self._workers: list[_Worker] = []
         self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._closed = False
+        self._lock = threading.Lock()  # guards the worker pool
+        self._cache_lock = threading.Lock()
         #: Counters since creation: items scored, exact-match hits, cache hits, timeouts,
         #: worker crashes, workers started.
         self.stats = collections.Counter()
@@ -293,7 +326,8 @@ class MathVerifier:
             if not isinstance(gold, str) or not gold.strip():
                 raise ConfigError(f"gold answer {i} must be a non-empty string, got {gold!r}")
         results: list[MathScore | None] = [None] * len(completions)
-        todo: dict[int, tuple[str, str, str]] = {}  # index -> (gold, answer, cache key gold)
+        # (gold, answer) -> [(index, format_ok)]: each distinct pair is verified once.
+        todo: dict[tuple[str, str], list[tuple[int, bool]]] = {}
         for i, (completion, gold) in enumerate(zip(completions, golds)):
             self.stats["items"] += 1
             if (
@@ -307,24 +341,57 @@ class MathVerifier:
             if answer is None:
                 results[i] = MathScore(0.0, False, False, False, None)
                 continue
-            if _normalise(answer) == _normalise(gold):
+            if len(answer) > self.max_answer_chars:
+                self.stats["too_long"] += 1
+                results[i] = MathScore(0.0, False, format_ok, False, answer)
+                continue
+            norm_answer, norm_gold = _normalise(answer), _normalise(gold)
+            if norm_answer == norm_gold:
                 self.stats["exact_match"] += 1
                 results[i] = MathScore(1.0, True, format_ok, False, answer)
                 continue
-            cached = self._cache.get((gold, answer))
+            if _INTEGER.fullmatch(norm_answer) and _INTEGER.fullmatch(norm_gold):
+                self.stats["integer_match"] += 1  # two plain integers: compare values
+                correct = int(norm_answer) == int(norm_gold)
+                results[i] = MathScore(float(correct), correct, format_ok, False, answer)
+                continue
+            with self._cache_lock:
+                cached = self._cache.get((gold, answer))
             if cached is not None:
                 self.stats["cache_hits"] += 1
                 results[i] = MathScore(float(cached), cached, format_ok, False, answer)
                 continue
-            todo[i] = (gold, answer, format_ok)  # type: ignore[assignment]
+            if (gold, answer) in todo:
+                self.stats["cache_hits"] += 1
+            todo.setdefault((gold, answer), []).append((i, format_ok))
         if todo:
-            verdicts = self._verify_all({i: (g, a) for i, (g, a, _) in todo.items()})
-            for i, (gold, answer, format_ok) in todo.items():
-                correct, timed_out = verdicts[i]
+            keys = list(todo)
+            verdicts = self._verify_all(dict(enumerate(keys)))
+            for k, key in enumerate(keys):
+                correct, timed_out = verdicts[k]
                 if not timed_out:
-                    self._remember((gold, answer), correct)
-                results[i] = MathScore(float(correct), correct, bool(format_ok), timed_out, answer)
+                    self._remember(key, correct)
+                for i, format_ok in todo[key]:
+                    results[i] = MathScore(float(correct), correct, format_ok, timed_out, key[1])
         return results  # type: ignore[return-value]
+
+    def warm_up(self) -> None:
+        """Start the workers and wait until all are ready (otherwise the first
+        :meth:`score_batch` starts them, about a second of sympy imports)."""
+        with self._lock:
+            self._ensure_workers()
+            with selectors.DefaultSelector() as sel:
+                for w in self._workers:
+                    sel.register(w, selectors.EVENT_READ)
+                while not all(w.ready for w in self._workers):
+                    for key, _ in sel.select(timeout=1.0):
+                        self._on_readable(sel, key.fileobj, {}, {}, {})
+                    for w in self._workers:
+                        if not w.ready and time.monotonic() - w.started > _WORKER_START_TIMEOUT_S:
+                            self._stop_workers()
+                            raise DependencyError(
+                                f"math-verify worker did not start within {_WORKER_START_TIMEOUT_S:.0f} s"
+                            )
 
     def close(self) -> None:
         """Stop the worker processes (a later call starts new ones)."""
@@ -346,9 +413,10 @@ class MathVerifier:
     # ---- internals -------------------------------------------------------------------
 
     def _remember(self, key: tuple[str, str], correct: bool) -> None:
-        self._cache[key] = correct
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[key] = correct
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
 
     def _stop_workers(self) -> None:
         if os.getpid() == self._pid:
@@ -371,34 +439,30 @@ class MathVerifier:
         """``{index: (correct, timed_out)}`` for every item, using the worker pool."""
         with self._lock:
             self._ensure_workers()
-            pending = collections.deque(items)
+            # Pending items grouped by gold answer: a free worker preferably takes items
+            # whose gold it has already parsed, so each gold is parsed by few workers.
+            pending: dict[str, collections.deque[int]] = {}
+            for index, (gold, _) in items.items():
+                pending.setdefault(gold, collections.deque()).append(index)
             done: dict[int, tuple[bool, bool]] = {}
             with selectors.DefaultSelector() as sel:
                 for w in self._workers:
                     sel.register(w, selectors.EVENT_READ)
                 while len(done) < len(items):
                     for w in self._workers:
-                        if w.ready and w.task is None and pending:
-                            index = pending.popleft()
-                            gold, answer = items[index]
-                            try:
-                                w.send(index, gold, answer, self.timeout_s)
-                            except (BrokenPipeError, OSError):
-                                pending.appendleft(index)
-                                w.task = None
-                                self._replace(sel, w, done, crashed=False)
+                        if w.ready and not w.tasks and pending:
+                            self._dispatch(sel, w, items, pending, done)
                     now = time.monotonic()
-                    deadlines = [w.deadline for w in self._workers if w.task is not None]
+                    deadlines = [w.progress + self.timeout_s for w in self._workers if w.tasks]
                     wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
                     for key, _ in sel.select(timeout=wait):
-                        self._on_readable(sel, key.fileobj, done)
+                        self._on_readable(sel, key.fileobj, done, pending, items)
                     now = time.monotonic()
                     for w in list(self._workers):
-                        if w.task is not None and now >= w.deadline:
+                        if w.tasks and now >= w.progress + self.timeout_s:
                             self.stats["timeouts"] += 1
-                            done[w.task] = (False, True)
-                            w.task = None
-                            self._replace(sel, w, done, crashed=False)
+                            done[w.tasks.popleft()] = (False, True)
+                            self._replace(sel, w, done, pending, items, crashed=False)
                         elif not w.ready and now - w.started > _WORKER_START_TIMEOUT_S:
                             self._stop_workers()
                             raise DependencyError(
@@ -406,34 +470,89 @@ class MathVerifier:
                             )
             return done
 
-    def _on_readable(self, sel: selectors.BaseSelector, w: _Worker, done: dict[int, tuple[bool, bool]]) -> None:
+    def _dispatch(
+        self,
+        sel: selectors.BaseSelector,
+        w: _Worker,
+        items: Mapping[int, tuple[str, str]],
+        pending: dict[str, collections.deque[int]],
+        done: dict[int, tuple[bool, bool]],
+    ) -> None:
+        """Send the idle worker ``w`` a chunk of pending items (its own golds first)."""
+        n_left = sum(len(q) for q in pending.values()) if len(pending) < 64 else _CHUNK_ITEMS * self.n_workers
+        size = max(1, min(_CHUNK_ITEMS, n_left // self.n_workers))  # keep the tail balanced
+        chunk: list[tuple[int, str, str]] = []
+        n_bytes = 0
+        while pending and len(chunk) < size:
+            gold = next((g for g in pending if g in w.golds), next(iter(pending)))
+            index = pending[gold][0]
+            cost = len(gold) + len(items[index][1]) + 64
+            if chunk and n_bytes + cost > _CHUNK_BYTES:
+                break
+            pending[gold].popleft()
+            if not pending[gold]:
+                del pending[gold]
+            chunk.append((index, gold, items[index][1]))
+            w.golds.add(gold)
+            n_bytes += cost
+        try:
+            w.send(chunk)
+        except (BrokenPipeError, OSError):
+            w.tasks.clear()
+            self._requeue([i for i, _, _ in chunk], pending, items)
+            self._replace(sel, w, done, pending, items, crashed=False)
+
+    @staticmethod
+    def _requeue(indices: list[int], pending: dict[str, collections.deque[int]], items: Mapping[int, tuple[str, str]]) -> None:
+        for index in reversed(indices):
+            pending.setdefault(items[index][0], collections.deque()).appendleft(index)
+
+    def _on_readable(
+        self,
+        sel: selectors.BaseSelector,
+        w: _Worker,
+        done: dict[int, tuple[bool, bool]],
+        pending: dict[str, collections.deque[int]],
+        items: Mapping[int, tuple[str, str]],
+    ) -> None:
         messages, eof = w.read_messages()
         for msg in messages:
             if msg.get("ready"):
                 w.ready = True
             elif "id" in msg:
-                if msg["id"] == w.task:
-                    done[w.task] = (bool(msg["correct"]), False)
-                    w.task = None
+                if w.tasks and msg["id"] == w.tasks[0]:
+                    done[w.tasks.popleft()] = (bool(msg["correct"]), False)
+                    w.progress = time.monotonic()
             elif "error" in msg:
                 self._stop_workers()
                 raise DependencyError(f"math-verify worker failed to start: {msg['error']}")
         if eof:
-            self._replace(sel, w, done, crashed=True)
+            self._replace(sel, w, done, pending, items, crashed=True)
 
-    def _replace(self, sel: selectors.BaseSelector, w: _Worker, done: dict[int, tuple[bool, bool]], *, crashed: bool) -> None:
-        """Kill ``w`` and start a fresh worker in its place; a crashed task scores 0."""
+    def _replace(
+        self,
+        sel: selectors.BaseSelector,
+        w: _Worker,
+        done: dict[int, tuple[bool, bool]],
+        pending: dict[str, collections.deque[int]],
+        items: Mapping[int, tuple[str, str]],
+        *,
+        crashed: bool,
+    ) -> None:
+        """Kill ``w`` and start a fresh worker in its place. A crash scores the item in
+        progress 0; the items queued behind it go back to ``pending``."""
         if crashed:
             self.stats["crashes"] += 1
-            if w.task is not None:
-                done[w.task] = (False, False)
-                w.task = None
+            if w.tasks:
+                done[w.tasks.popleft()] = (False, False)
             if not w.ready:
                 self._stop_workers()
                 raise DependencyError(
                     f"math-verify worker exited during start-up (run `{sys.executable} "
                     f"{_WORKER_SCRIPT}` to see why)"
                 )
+        self._requeue(list(w.tasks), pending, items)
+        w.tasks.clear()
         sel.unregister(w)
         w.kill()
         fresh = self._start_worker()

