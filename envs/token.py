@@ -465,9 +465,9 @@ class TokenEnv(gym.Env[np.ndarray, int]):
         self._mask = mask
 
     def action_masks(self) -> np.ndarray:
-        """Grammar-valid tokens now (bool, shape ``(16,)``; all False after the episode ends).
-        Read-only: copy it before changing it."""
-        return self._mask
+        """Grammar-valid tokens now (a new bool array, shape ``(16,)``; all False after the
+        episode ends)."""
+        return self._mask.copy()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._done:
