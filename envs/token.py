@@ -30,7 +30,7 @@ _CHAR_TO_TOKEN = {t: i for i, t in enumerate(TOKENS) if len(t) == 1}
 
 LEVELS: dict[str, dict[str, int]] = {
     "easy": {"n_ops": 1, "max_value": 9},
-    "hard": {"n_ops": 3, "max_value": 9},
+    "hard": {"n_ops": 3, "max_value": 99},
 }
 MODES = ("unguided", "guided", "pope")
 RESET_OPTIONS = ("problem_id", "prefix_len", "prefix_steps", "guided")
@@ -276,7 +276,9 @@ class TokenEnv(gym.Env[np.ndarray, int]):
     masked action, ``invalid_action``. Never the answer.
 
     ## Arguments
-    ``level`` (``"easy"``: 1 operation, or ``"hard"``: 3 operations; values <= 9), or
+    ``level`` (``"easy"``: 1 operation, values <= 9, so a uniform guess of the answer
+    succeeds 1 time in 10; ``"hard"``: 3 operations, values <= 99, so a guess succeeds about
+    1 time in 100 and an undirected policy rarely sees a reward), or
     ``n_ops`` / ``max_value`` to override; ``problems`` (a list of arithmetic problems
     instead of generated ones); ``n_problems`` (default 1,000, fewer if fewer exist);
     ``split`` (``"train"``/``"test"``, disjoint); ``mode``; ``guided_ratio`` (POPE

@@ -106,6 +106,7 @@ def test_masks_are_exactly_the_actions_without_penalty(hard):
 
 def test_grammar_shapes_the_lines(hard):
     """Line k of an n-op problem has n-1-k operators; the last line is \\boxed{...}."""
+    hard = TokenEnv("hard", max_value=9, n_problems=10)
     tp = hard.problems[0]
     hard.reset(options={"problem_id": tp.problem.id, "guided": False})
     assert hard.action_masks()[:10].all() and not hard.action_masks()[10:].any()
@@ -127,9 +128,9 @@ def test_max_len_shorter_than_oracle_is_refused():
 
 def test_truncated_when_solution_reaches_max_len():
     """Writing the longest numbers the grammar allows overruns max_len = the longest oracle."""
-    probe = TokenEnv("hard", max_value=99, n_problems=50)
+    probe = TokenEnv("hard", n_problems=50)
     longest = max(len(tp.oracle) for tp in probe.problems)
-    env = TokenEnv("hard", max_value=99, n_problems=50, max_len=longest)
+    env = TokenEnv("hard", n_problems=50, max_len=longest)
     env.reset(seed=1, options={"guided": False})
     terminated = truncated = False
     steps = 0
@@ -260,9 +261,10 @@ def test_fast_reward_agrees_with_the_math_reward():
     env = TokenEnv("hard", n_problems=40)
     rng = np.random.default_rng(1)
     for tp in env.problems:
-        for guess in {tp.answer, int(rng.integers(0, 10))}:
+        for guess in {tp.answer, int(rng.integers(0, 100))}:
             env.reset(options={"problem_id": tp.problem.id, "prefix_len": tp.cap_tokens})
-            env.step(guess)
+            for digit in str(guess):
+                env.step(int(digit))
             _, reward, *_ = env.step(CLOSE)
             assert reward == score_completion(env.solution_text(), tp.problem).reward
 
@@ -327,7 +329,7 @@ def test_prefix_search_with_the_classic_agent(tmp_path):
     from pope_env.agents.sb3 import MaskablePolicy, exact_scorer, make_maskable_ppo
     from pope_env.prefix_search import run_prefix_search
 
-    env = TokenEnv("hard", n_problems=30)
+    env = TokenEnv("hard", max_value=9, n_problems=30)
     model = make_maskable_ppo(env, seed=0)
     policy = MaskablePolicy(model, env)
     problems = [tp.problem for tp in env.problems[:6]]
@@ -347,7 +349,7 @@ def test_prefix_search_with_the_classic_agent(tmp_path):
                               scorer=exact_scorer, prompt_format="text", progress=False)
     assert len(found) == 6
     # the hard env reads the file: guided starts use i* (or the cap for fallbacks)
-    pope = TokenEnv("hard", n_problems=30, mode="guided", guidance_file=str(out))
+    pope = TokenEnv("hard", max_value=9, n_problems=30, mode="guided", guidance_file=str(out))
     for record in found.records.values():
         _, info = pope.reset(options={"problem_id": record.problem_id})
         assert info["prefix_steps"] == (record.i_star or record.cap)
