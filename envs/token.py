@@ -418,6 +418,8 @@ class TokenEnv(gym.Env[np.ndarray, int]):
             raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; use {', '.join(RESET_OPTIONS)}")
         if "prefix_len" in options and "prefix_steps" in options:
             raise ConfigError("give prefix_len (tokens) or prefix_steps (oracle steps), not both")
+        if "guided" in options and ("prefix_len" in options or "prefix_steps" in options):
+            raise ConfigError("guided is implied by prefix_len/prefix_steps (> 0 is guided); give one")
         if "problem_id" in options:
             tp = self.problems[self.problem_index(options["problem_id"])]
         else:

@@ -187,6 +187,7 @@ def test_masked_action_penalty_is_configurable():
         ({"prefix_len": True}, "must be an int"),
         ({"prefix_len": 1, "prefix_steps": 1}, "not both"),
         ({"guided": "yes"}, "must be a bool"),
+        ({"guided": False, "prefix_len": 2}, "implied"),
         ({"temperature": 1}, "unknown reset option"),
     ],
 )
