@@ -27,9 +27,9 @@ from pathlib import Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=30_000, help="env steps per run")
+    ap.add_argument("--steps", type=int, default=24_000, help="env steps per run")
     ap.add_argument("--eval-every", type=int, default=3_000)
-    ap.add_argument("--eval-episodes", type=int, default=200)
+    ap.add_argument("--eval-episodes", type=int, default=300)
     ap.add_argument("--problems", type=int, default=500, help="hard training problems")
     ap.add_argument("--ent-coef", type=float, default=0.05, help="entropy coefficient of run 2")
     ap.add_argument("--k", type=int, default=8, help="samples per state in the prefix search")
