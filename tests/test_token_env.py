@@ -317,11 +317,12 @@ def test_maskable_ppo_learns_the_easy_level():
     eval_env = TokenEnv("easy")
     model = make_maskable_ppo(TokenEnv("easy"), seed=0)
     before = success_rate(model, eval_env, episodes=300, deterministic=True)
-    model.learn(8000)
+    model.learn(10_000)
     after = success_rate(model, eval_env, episodes=300, deterministic=True)
-    # chance: uniform over the 10 allowed answer digits (the only choice in a 1-op episode)
-    assert before < 0.25
-    assert after > 0.25, (before, after)
+    # chance: 0.1 (uniform over the 10 answer digits, the only free choice in a 1-op
+    # episode); over 300 episodes its standard error is 0.017, so 0.18 is > 4 SE above it
+    assert before < 0.18
+    assert after > 0.18, (before, after)
 
 
 @pytest.mark.slow
