@@ -122,6 +122,14 @@ METHODS: dict[str, Method] = {
 }
 
 
+def register_method(method: Method, *, replace: bool = False) -> None:
+    """Add a method (e.g. SRL's ``srl`` with ``grpo={"dynamic_sampling": True,
+    "min_group_std": 0.01}``); refuses to overwrite a known name unless ``replace``."""
+    if method.name in METHODS and not replace:
+        raise ConfigError(f"method {method.name!r} already exists; pass replace=True to redefine it")
+    METHODS[method.name] = method
+
+
 def get_method(name: str) -> Method:
     """The method called ``name``; :class:`UnknownNameError` lists the known ones."""
     try:

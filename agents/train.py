@@ -302,6 +302,8 @@ class Trainer:
         reference: Frozen policy for the KL term (default: a copy of ``learner`` as it is
             when the trainer is built, i.e. the base model).
         accelerator: An ``accelerate.Accelerator`` (default: one made from the config).
+        eval_reward_fn: Scores evaluation completions (default: ``reward_fn``); e.g. the
+            verifiable reward when training on SRL's step similarity.
     """
 
     def __init__(
@@ -316,6 +318,7 @@ class Trainer:
         sft_source: PromptSource | None = None,
         reference: LearnerPolicy | None = None,
         accelerator: Any = None,
+        eval_reward_fn: RewardFn | None = None,
     ) -> None:
         if not hasattr(learner, "token_logprobs") or not isinstance(getattr(learner, "model", None), torch.nn.Module):
             raise ConfigError(
@@ -326,6 +329,7 @@ class Trainer:
             raise ConfigError("sft_steps > 0 needs an sft_source (prompts whose oracle solutions are the targets)")
         self.learner = learner
         self.reward_fn = reward_fn
+        self.eval_reward_fn = eval_reward_fn or reward_fn
         self.config = config
         self.output_dir = Path(output_dir)
         self.eval_items = list(eval_items)
@@ -549,7 +553,7 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         if acc.is_main_process:
             res = evaluate_passk(
-                self.learner, self.eval_items, self.reward_fn, k=cfg.eval_k,
+                self.learner, self.eval_items, self.eval_reward_fn, k=cfg.eval_k,
                 sampling=cfg.eval_sampling or cfg.sampling, success_threshold=cfg.success_threshold,
                 progress=cfg.progress,
             )
@@ -621,6 +625,9 @@ class Trainer:
         return pointer.read_text().strip() or None
 
     def _load_latest_checkpoint(self) -> None:
+        if self.accelerator.is_main_process and self.ckpt_root.exists():
+            for stale in self.ckpt_root.glob(".step-*.tmp"):  # a crash while writing one
+                shutil.rmtree(stale, ignore_errors=True)
         name = self._latest_name()
         if name is None:
             return
@@ -634,7 +641,7 @@ class Trainer:
             raise ConfigError(
                 f"refusing to resume from {path}: it was written for another model or config:\n  "
                 + "\n  ".join(diff)
-                + f"\nUse the same settings, or another output_dir for a new run."
+                + "\nUse the same settings, or another output_dir for a new run."
             )
         self.accelerator.load_state(str(path))
         mine = state["process_states"][self.accelerator.process_index]

@@ -19,7 +19,6 @@ only our figures are written.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -77,8 +76,6 @@ def make_learner(kind: str):
 
 
 def run_ours(args, questions: list[str], steps: int) -> dict:
-    import torch
-
     from pope_env.agents.grpo import GRPOConfig
     from pope_env.agents.policy import SamplingParams
     from pope_env.agents.rollout import PromptItem, ShuffledItems
@@ -111,12 +108,10 @@ def run_ours(args, questions: list[str], steps: int) -> dict:
 
         trainer._rl_step = timed
         trainer.train()
-    del torch
     return {"step_s": step_times[1:], "tokens": tokens[1:]}
 
 
 def run_trl(args, questions: list[str], steps: int) -> dict:
-    import torch
     from datasets import Dataset
     from tiny_learner import hf_char_tokenizer, tiny_llama
     from transformers import TrainerCallback
@@ -149,7 +144,6 @@ def run_trl(args, questions: list[str], steps: int) -> dict:
         trainer = GRPOTrainer(model=model, reward_funcs=counter, args=cfg, train_dataset=ds, processing_class=tok,
                               callbacks=[Clock()])
         trainer.train()
-    del torch
     times = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
     toks = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
     return {"step_s": times[1:], "tokens": toks[1:]}

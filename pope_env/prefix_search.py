@@ -43,7 +43,8 @@ Guidance file (JSONL, :func:`load_guidance`): a header line, then one line per p
      "k": 8, "seed": 0, "strategy": "galloping", "chunk_size": 2, "prompt_format": "chat",
      "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 512}}
     {"problem_id": "...", "i_star": 3, "fallback": false, "segment": [0, 3], "cap": 5,
-     "n_steps": 6, "rollouts": 18, "evidence": [[5, 1, 2], [4, 1, 2], [2, 0, 8], [3, 1, 4]]}
+     "n_steps": 6, "rollouts": 22,
+     "evidence": [[5, 1, 2], [1, 0, 8], [4, 1, 2], [2, 0, 8], [3, 1, 2]]}
 
 ``segment`` is the ``[start, stop)`` range of oracle steps to show (``[0, i*]`` for a found
 prefix); ``evidence`` lists every ``[i, successes, samples]`` measured, in order. The file is
@@ -262,7 +263,7 @@ STRATEGIES: dict[str, SearchStrategy] = {
         SearchStrategy(
             "galloping",
             galloping_search,
-            "cap first, then gallop down and bisect; early stop at the first success",
+            "cap, then 1, then gallop down from the cap and bisect; early stop at the first success",
         ),
     )
 }

@@ -207,15 +207,29 @@ def _is_abbreviation_or_list_marker(masked: str, punct_pos: int) -> bool:
     return _LIST_MARKER.fullmatch(masked, newline + 1, punct_pos) is not None
 
 
-@lru_cache(maxsize=65536)
+_CACHED_MAX_CHARS = 20_000  # longer texts (rare, or adversarial) are not kept in the cache
+
+
 def split_solution(text: str) -> tuple[str, ...]:
     """Split a worked solution into steps (paragraphs, then sentences; see the module
     docstring). ``"".join(split_solution(text)) == text``; the empty string gives ``()``.
 
-    Results are cached per process, so splitting the same solution twice is free.
+    Results for texts up to 20,000 characters are cached per process, so splitting the
+    same solution twice is free. Linear time in ``len(text)``.
     """
     if not isinstance(text, str):
         raise TypeError(f"split_solution expects a str, got {type(text).__name__}")
+    if len(text) > _CACHED_MAX_CHARS:
+        return _split(text)
+    return _split_cached(text)
+
+
+@lru_cache(maxsize=32768)
+def _split_cached(text: str) -> tuple[str, ...]:
+    return _split(text)
+
+
+def _split(text: str) -> tuple[str, ...]:
     if not text:
         return ()
     masked = _masked(text, protected_spans(text))

@@ -20,6 +20,14 @@ HERE = Path(__file__).parent
 SCRIPT = HERE / "accelerate_script.py"
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _lines(proc: subprocess.CompletedProcess) -> dict[str, dict]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = {}
@@ -39,7 +47,7 @@ def test_two_process_accelerate_run_matches_one_process(tmp_path):
     two = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-         "--main_process_port", "29533", str(SCRIPT), str(tmp_path / "two")],
+         "--main_process_port", str(_free_port()), str(SCRIPT), str(tmp_path / "two")],
         capture_output=True, text=True, timeout=300, env=env,
     )
     a, b = _lines(one), _lines(two)

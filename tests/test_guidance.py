@@ -103,3 +103,24 @@ def test_unguidable_problems_are_refused(steps, needle):
 def test_bad_prefix_len_is_refused(bad):
     with pytest.raises(ConfigError, match="prefix_len"):
         guided_messages(MATHY, bad)
+
+
+def test_no_prefix_of_any_math500_solution_reveals_the_boxed_answer():
+    from pope_env.datasets import load_dataset
+    from pope_env.guidance import shown_steps
+
+    guidable = 0
+    for problem in load_dataset("math500"):
+        try:
+            cap = check_guidable(problem)
+        except DataFormatError:
+            # one-step solutions, or the first step already boxes the answer
+            assert len(problem.steps) <= 1 or "boxed" in problem.steps[0] or prefix_cap(problem) == 0
+            continue
+        guidable += 1
+        longest = shown_steps(problem, cap)
+        assert "\\boxed" not in longest and "\\fbox" not in longest
+        assert "\\boxed" not in guided_messages(problem, cap)[1]["content"]  # user turn
+        with pytest.raises(ConfigError, match=f"at most {cap} steps"):
+            guided_text(problem, cap + 1)
+    assert guidable > 400

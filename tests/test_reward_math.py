@@ -98,6 +98,13 @@ def test_equivalent_forms_are_verified_by_math_verify(verifier):
     assert verifier.stats["exact_match"] == before  # none of these took the fast path
 
 
+def test_plain_integers_are_compared_by_value(verifier):
+    before = verifier.stats["integer_match"]
+    scores = verifier.score_batch([r"\boxed{007}", r"\boxed{-12}", r"\boxed{13}"], ["7", "-12", "12"])
+    assert [s.correct for s in scores] == [True, True, False]
+    assert verifier.stats["integer_match"] == before + 2  # "-12" matched exactly
+
+
 def test_fallback_answers_score_but_are_flagged(verifier):
     score = verifier.score("After all that, the final answer is 42.", "42")
     assert score == MathScore(1.0, True, False, False, "42")

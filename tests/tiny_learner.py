@@ -90,7 +90,7 @@ class TinyLearner:
         step_tokens: list[torch.Tensor] = []
         step_logps: list[torch.Tensor] = []
         past = None
-        step_ids, step_mask = ids, mask
+        step_ids = ids
         for _ in range(sampling.max_new_tokens):
             pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1]:]
             res = self.model(input_ids=step_ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True)

@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 sft_source = sft_items(train_hard, render, seed=args.seed) if sft else None
             # SRL methods train on similarity; the evaluation prompts are still scored by math-verify
             trainer = Trainer(learner, source, method_reward(method, reward), config, out / method.name,
-                              eval_items=eval_items, sft_source=sft_source)
+                              eval_items=eval_items, eval_reward_fn=reward, sft_source=sft_source)
             result = trainer.train()
         first = result.evals[0] if result.evals else {}
         last = result.evals[-1] if result.evals else {}

@@ -35,8 +35,22 @@ def _exit_when_orphaned(interval_s: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _keep_niceness() -> None:
+    """The worker runs in its own session, which Linux may schedule as its own autogroup;
+    give that group the niceness inherited from the parent, so ``nice pope-env ...`` stays
+    nice."""
+    niceness = os.nice(0)
+    if niceness > 0:
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(niceness))
+        except OSError:
+            pass  # no autogroups here: the process niceness alone applies
+
+
 def main() -> int:
     _exit_when_orphaned()
+    _keep_niceness()
     out = sys.stdout
     try:
         from math_verify import parse, verify

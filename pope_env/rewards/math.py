@@ -12,16 +12,20 @@ How a completion is scored (:meth:`MathVerifier.score_batch`):
    ``0`` with ``format_ok=False`` and is never sent to a worker.
 2. **Extract** the answer with :func:`extract_answer` (linear-time scans). An answer
    longer than ``max_answer_chars`` (default 5,000) scores ``0`` unverified.
-3. **Exact match**: if the extracted answer equals the gold answer after a light
+3. **Fast paths**: if the extracted answer equals the gold answer after a light
    normalisation (whitespace, ``\\left``/``\\right``, thin spaces, ``\\dfrac``), it is
-   correct without calling math-verify.
+   correct without calling math-verify; if both are plain integers (``-?[0-9]+``), their
+   values are compared directly.
 4. **Verify** otherwise in a worker process: ``verify(parse(\\boxed{gold}),
    parse(\\boxed{answer}))`` with math-verify's own SIGALRM timeouts disabled. The gold is
-   parsed once per distinct gold answer (cached in each worker). A worker that exceeds
-   ``timeout_s`` wall-clock seconds is killed and replaced; its item scores
-   ``timed_out=True``, reward ``0``. A worker that crashes is replaced the same way.
-   Verdicts are cached per ``(gold, answer)``, so a group of rollouts with the same
-   answer is verified once.
+   parsed once per distinct gold answer (cached in each worker, and items go preferably
+   to a worker that already parsed their gold). Items travel in small chunks; each item
+   has its own wall-clock limit ``timeout_s``, counted from when the worker starts it. A
+   worker that exceeds it is killed and replaced; that item scores ``timed_out=True``,
+   reward ``0``, and the rest of its chunk goes to other workers. A worker that crashes
+   is replaced the same way (its item scores ``0``, ``timed_out=False``). Verdicts are
+   cached per ``(gold, answer)``, and duplicates within a batch are verified once, so a
+   group of rollouts with the same answer costs one verification.
 
 Workers are separate Python processes started with :mod:`subprocess` (not
 :mod:`multiprocessing`), so the verifier works in scripts without a ``__main__`` guard, in
@@ -61,6 +65,12 @@ __all__ = [
 DEFAULT_MAX_CHARS = 2_000_000
 DEFAULT_MAX_ANSWER_CHARS = 5_000
 _WORKER_SCRIPT = Path(__file__).with_name("_verify_worker.py")
+# Run the worker file without putting its folder on sys.path: this folder holds ``math.py``
+# (this module), which would shadow the standard library's ``math`` inside math-verify.
+_WORKER_BOOTSTRAP = (
+    "import sys; del sys.path[0]; import runpy; "
+    f"runpy.run_path({str(_WORKER_SCRIPT)!r}, run_name='__main__')"
+)
 _WORKER_START_TIMEOUT_S = 120.0
 
 
@@ -151,6 +161,7 @@ def extract_answer(text: str) -> str | None:
     return extract_with_format(text)[0]
 
 
+_INTEGER = re.compile(r"-?\d{1,300}")
 _NORMALISE_DROP = re.compile(r"\s+|\\left|\\right|\\[!,;: ]|\$|\\displaystyle")
 
 
@@ -188,7 +199,7 @@ class _Worker:
     def __init__(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", str(_WORKER_SCRIPT)],
+            [sys.executable, "-u", "-c", _WORKER_BOOTSTRAP],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -286,8 +297,8 @@ class MathVerifier:
         self._cache_size = cache_size
         self._workers: list[_Worker] = []
         self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._closed = False
+        self._lock = threading.Lock()  # guards the worker pool
+        self._cache_lock = threading.Lock()
         #: Counters since creation: items scored, exact-match hits, cache hits, timeouts,
         #: worker crashes, workers started.
         self.stats = collections.Counter()
@@ -334,11 +345,18 @@ class MathVerifier:
                 self.stats["too_long"] += 1
                 results[i] = MathScore(0.0, False, format_ok, False, answer)
                 continue
-            if _normalise(answer) == _normalise(gold):
+            norm_answer, norm_gold = _normalise(answer), _normalise(gold)
+            if norm_answer == norm_gold:
                 self.stats["exact_match"] += 1
                 results[i] = MathScore(1.0, True, format_ok, False, answer)
                 continue
-            cached = self._cache.get((gold, answer))
+            if _INTEGER.fullmatch(norm_answer) and _INTEGER.fullmatch(norm_gold):
+                self.stats["integer_match"] += 1  # two plain integers: compare values
+                correct = int(norm_answer) == int(norm_gold)
+                results[i] = MathScore(float(correct), correct, format_ok, False, answer)
+                continue
+            with self._cache_lock:
+                cached = self._cache.get((gold, answer))
             if cached is not None:
                 self.stats["cache_hits"] += 1
                 results[i] = MathScore(float(cached), cached, format_ok, False, answer)
@@ -395,9 +413,10 @@ class MathVerifier:
     # ---- internals -------------------------------------------------------------------
 
     def _remember(self, key: tuple[str, str], correct: bool) -> None:
-        self._cache[key] = correct
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[key] = correct
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
 
     def _stop_workers(self) -> None:
         if os.getpid() == self._pid:
