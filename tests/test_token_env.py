@@ -44,12 +44,15 @@ def test_text_view_passes_check_env():
     gym_check_env(TextObservation(TokenEnv("easy")), skip_render_check=True)
 
 
-def test_vector_env_with_masks():
-    envs = gym.make_vec("POPE-Token-v0", num_envs=2, vectorization_mode="sync")
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_vector_env_with_masks(mode):
+    envs = gym.make_vec("POPE-Token-v0", num_envs=2, vectorization_mode=mode)
     obs, info = envs.reset(seed=0)
     assert obs.shape == (2,) + envs.single_observation_space.shape
     masks = envs.call("action_masks")
     assert all(m.shape == (V,) and m[BOX] for m in masks)  # 1-op problems start with \boxed{
+    obs, reward, terminated, truncated, info = envs.step(np.array([BOX, BOX]))
+    assert obs[:, -1].tolist() == [1, 1] and not terminated.any()
     envs.close()
 
 
