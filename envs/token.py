@@ -194,6 +194,14 @@ def prepare(problem: Problem) -> TokenProblem:
     )
 
 
+def _longest_number(ids: np.ndarray) -> int:
+    longest = run = 0
+    for token in ids.tolist():
+        run = run + 1 if token < 10 else 0
+        longest = max(longest, run)
+    return longest
+
+
 def arithmetic_problems(
     n_ops: int, max_value: int, *, n_problems: int = 1000, split: str = "train", seed: int = 0
 ) -> list[Problem]:
@@ -279,8 +287,10 @@ class TokenEnv(gym.Env[np.ndarray, int]):
     ``level`` (``"easy"``: 1 operation, values <= 9, so a uniform guess of the answer
     succeeds 1 time in 10; ``"hard"``: 3 operations, values <= 99, so a guess succeeds about
     1 time in 100 and an undirected policy rarely sees a reward), or
-    ``n_ops`` / ``max_value`` to override; ``problems`` (a list of arithmetic problems
-    instead of generated ones); ``n_problems`` (default 1,000, fewer if fewer exist);
+    ``n_ops`` / ``max_value`` to override; ``dataset`` (a registered arithmetic dataset
+    instead, e.g. ``"arith-easy"``: 2-3 operations, values <= 99; guidance files are
+    checked against this name) or ``problems`` (a list of arithmetic problems, dataset name
+    ``"custom"``); ``n_problems`` (default 1,000, fewer if fewer exist);
     ``split`` (``"train"``/``"test"``, disjoint); ``mode``; ``guided_ratio`` (POPE
     mixture, default 0.5); ``guidance_file``; ``prefix_fraction``; ``max_len`` (default
     longest oracle + 8); ``invalid_action_reward`` (default -1.0).
@@ -298,6 +308,7 @@ class TokenEnv(gym.Env[np.ndarray, int]):
         n_ops: int | None = None,
         max_value: int | None = None,
         problems: Sequence[Problem] | None = None,
+        dataset: str | None = None,
         n_problems: int = 1000,
         split: str = "train",
         problem_seed: int = 0,
@@ -319,7 +330,14 @@ class TokenEnv(gym.Env[np.ndarray, int]):
         self.max_value = LEVELS[level]["max_value"] if max_value is None else max_value
         if self.n_ops < 1 or self.max_value < 1:
             raise ConfigError(f"n_ops and max_value must be >= 1, got {self.n_ops}, {self.max_value}")
-        if problems is None:
+        if problems is not None and dataset is not None:
+            raise ConfigError("give problems or a dataset name, not both")
+        if dataset is not None:
+            from pope_env.datasets import load_dataset
+
+            problems = load_dataset(dataset)
+            self.dataset = dataset
+        elif problems is None:
             problems = arithmetic_problems(self.n_ops, self.max_value, n_problems=n_problems,
                                            split=split, seed=problem_seed)
             self.dataset = dataset_name(self.n_ops, self.max_value, split)
@@ -331,8 +349,8 @@ class TokenEnv(gym.Env[np.ndarray, int]):
         self._by_id = {tp.problem.id: k for k, tp in enumerate(self.problems)}
         if len(self._by_id) != len(self.problems):
             raise ConfigError("problem ids must be unique")
-        largest = max(self.max_value, max(tp.answer for tp in self.problems))
-        self.max_digits = len(str(largest))
+        self.max_digits = max(len(str(self.max_value)),
+                              max(_longest_number(tp.oracle) for tp in self.problems))
         self.question_len = max(len(tp.question) for tp in self.problems)
         longest = max(len(tp.oracle) for tp in self.problems)
         self.max_len = longest + 8 if max_len is None else max_len

@@ -204,6 +204,17 @@ def test_unknown_problem_id(hard):
         hard.reset(options={"problem_id": "arith/nope"})
 
 
+def test_named_arithmetic_dataset():
+    env = TokenEnv(dataset="arith-easy")
+    assert env.dataset == "arith-easy" and {tp.n_ops for tp in env.problems} == {2, 3}
+    for tp in env.problems[:30]:
+        env.reset(options={"problem_id": tp.problem.id})
+        for token in tp.oracle:
+            assert env.action_masks()[token]
+            _, reward, *_ = env.step(int(token))
+        assert reward == 1.0
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ConfigError, match="level"):
         TokenEnv("medium")
