@@ -136,10 +136,6 @@ class SuccessCurve(BaseCallback):
             self._next += self.every
         return True
 
-    def _on_training_end(self) -> None:
-        if not self.points or self.points[-1][0] != self.num_timesteps:
-            self._measure()
-
 
 def exact_scorer(completions: Sequence[str], problem: Problem) -> list[bool]:
     """Prefix-search scorer for integer answers: the last ``\\boxed{n}`` equals the answer.

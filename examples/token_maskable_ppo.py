@@ -44,7 +44,7 @@ def main() -> None:
     from tqdm.auto import tqdm
 
     from pope_env.agents.policy import SamplingParams
-    from pope_env.agents.sb3 import MaskablePolicy, SuccessCurve, exact_scorer, make_maskable_ppo
+    from pope_env.agents.sb3 import MaskablePolicy, SuccessCurve, exact_scorer, make_maskable_ppo, success_rate
     from pope_env.envs.token import TokenEnv
     from pope_env.io import atomic_write_json
     from pope_env.prefix_search import run_prefix_search
@@ -54,6 +54,7 @@ def main() -> None:
     train_kwargs = {"level": "hard", "n_problems": args.problems}
     curves: dict[str, dict[int, list[tuple[int, float]]]] = {"plain": {}, "entropy": {}, "pope": {}}
     search_stats: dict[int, dict[str, float]] = {}
+    guided_final: dict[str, dict[int, float]] = {name: {} for name in curves}
 
     for seed in args.seeds:
         # i* with the base (untrained) classic agent as the policy, as POPE does with its base model
@@ -84,13 +85,17 @@ def main() -> None:
                 bar.update(t - bar.n)
                 bar.set_postfix(unguided=f"{rate:.3f}")
 
-            curve = SuccessCurve(TokenEnv("hard", split="test", n_problems=args.eval_episodes),
-                                 every=args.eval_every, episodes=args.eval_episodes, progress=progress)
+            eval_env = TokenEnv("hard", split="test", n_problems=args.eval_episodes)
+            curve = SuccessCurve(eval_env, every=args.eval_every, episodes=args.eval_episodes,
+                                 progress=progress)
             model.learn(args.steps, callback=curve)
             bar.close()
             curves[name][seed] = curve.points
+            # the same held-out problems, started after all lines but the answer's
+            guided_final[name][seed] = success_rate(model, eval_env, episodes=args.eval_episodes,
+                                                    options={"guided": True})
             atomic_write_json(out / "curves.json", {"args": vars(args), "prefix_search": search_stats,
-                                                    "curves": curves})
+                                                    "curves": curves, "guided_final": guided_final})
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, color in (("plain", "tab:gray"), ("entropy", "tab:blue"), ("pope", "tab:red")):
@@ -105,11 +110,14 @@ def main() -> None:
     fig.savefig(out / "token_maskable_ppo.png", dpi=120)
 
     print(f"\nprefix search with the untrained policy: {search_stats}")
-    print(f"\n{'run':<10}{'seed':>5}{'start':>9}{'final':>9}{'best':>9}{'mean':>9}")
+    print("\nunguided success on held-out hard problems (start / final / best / mean over the"
+          " curve);\nguided = final success when started after all lines but the answer's")
+    print(f"{'run':<10}{'seed':>5}{'start':>9}{'final':>9}{'best':>9}{'mean':>9}{'guided':>9}")
     for name, per_seed in curves.items():
         for seed, points in per_seed.items():
             ys = [y for _, y in points]
-            print(f"{name:<10}{seed:>5}{ys[0]:>9.3f}{ys[-1]:>9.3f}{max(ys):>9.3f}{sum(ys) / len(ys):>9.3f}")
+            print(f"{name:<10}{seed:>5}{ys[0]:>9.3f}{ys[-1]:>9.3f}{max(ys):>9.3f}"
+                  f"{sum(ys) / len(ys):>9.3f}{guided_final[name][seed]:>9.3f}")
     print(f"\nwrote {out / 'token_maskable_ppo.png'} and {out / 'curves.json'}")
 
 

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 
 import pope_env  # noqa: F401  (registers the ids)
 from pope_env.envs.token import (
-    BOX, CLOSE, NEWLINE, PAD, TOKENS, V, InvalidTokenError, TokenEnv, detokenize, tokenize,
+    BOX, CLOSE, NEWLINE, PAD, V, InvalidTokenError, TokenEnv, detokenize, tokenize,
 )
 from pope_env.envs.token_wrappers import TextActions, TextObservation
 from pope_env.errors import ConfigError, DataFormatError, EnvStateError, UnknownNameError
