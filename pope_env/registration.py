@@ -106,6 +106,31 @@ ENV_SPECS: list[EnvSpecEntry] = [
         {"mode": "srl"},
         "Predict the expert's next command; reward = SRL step similarity.",
     ),
+    # --- token-level arithmetic MDP for classic RL agents (envs/token.py) ------------------
+    EnvSpecEntry(
+        "POPE-Token-v0",
+        "pope_env.envs.token:TokenEnv",
+        {"level": "easy"},
+        "One token per action (Discrete(16) with masks), 1-operation chains; for MaskablePPO.",
+    ),
+    EnvSpecEntry(
+        "POPE-Token-Hard-v0",
+        "pope_env.envs.token:TokenEnv",
+        {"level": "hard", "mode": "pope"},
+        "Token MDP on 3-operation chains; oracle-prefix (i*) and unguided resets mixed 1:1.",
+    ),
+    EnvSpecEntry(
+        "POPE-Token-Hard-Eval-v0",
+        "pope_env.envs.token:TokenEnv",
+        {"level": "hard", "mode": "unguided", "split": "test"},
+        "Token MDP, held-out 3-operation chains, unguided (evaluation).",
+    ),
+    EnvSpecEntry(
+        "POPE-Token-Text-v0",
+        "pope_env.envs.token_wrappers:make_text_env",
+        {"level": "easy"},
+        "POPE-Token-v0 seen as text: prompt in, solution text out (for LLM agents).",
+    ),
 ]
 
 
