@@ -7,7 +7,6 @@ from typing import Any
 
 import gymnasium as gym
 
-from pope_env.datasets import load_dataset
 from pope_env.errors import ConfigError, EnvStateError
 from pope_env.guidance import (
     GuidanceConfig,
@@ -119,15 +118,9 @@ class MathEnv(gym.Env[str, str]):
             raise ConfigError(f"guided_ratio must be in [0, 1], got {guided_ratio}")
         if render_mode not in (None, "ansi"):
             raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        if problems is None:
-            if dataset is None:
-                raise ConfigError("give a dataset name or a list of problems")
-            problems = load_dataset(dataset, limit=limit)
-        elif limit is not None:
-            problems = list(problems)[:limit]
-        self.rollin = RollInSampler(
-            problems, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
-            guidance_file=guidance_file, split_file=split_file, dataset=dataset,
+        self.rollin = RollInSampler.from_dataset(
+            dataset, problems=problems, limit=limit, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
+            guidance_file=guidance_file, split_file=split_file,
         )
         self.problems: list[Problem] = self.rollin.problems
         self.dataset = dataset

@@ -7,7 +7,6 @@ from typing import Any
 
 import gymnasium as gym
 
-from pope_env.datasets import load_dataset
 from pope_env.errors import ConfigError, EnvStateError
 from pope_env.guidance import GuidanceConfig, state_messages, state_text
 from pope_env.problem import Problem
@@ -111,15 +110,9 @@ class MathStepsEnv(gym.Env[str, str]):
                             ("max_total_chars", max_total_chars)):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
-        if problems is None:
-            if dataset is None:
-                raise ConfigError("give a dataset name or a list of problems")
-            problems = load_dataset(dataset, limit=limit)
-        elif limit is not None:
-            problems = list(problems)[:limit]
-        self.rollin = RollInSampler(
-            problems, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
-            guidance_file=guidance_file, split_file=split_file, dataset=dataset,
+        self.rollin = RollInSampler.from_dataset(
+            dataset, problems=problems, limit=limit, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
+            guidance_file=guidance_file, split_file=split_file,
         )
         self.problems = self.rollin.problems
         self.dataset = dataset

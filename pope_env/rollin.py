@@ -98,6 +98,26 @@ class RollInSampler:
         self._order: list[int] = []
         self._mixture_seeded = False
 
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: str | None,
+        *,
+        problems: Sequence[Problem] | None = None,
+        limit: int | None = None,
+        **kwargs: Any,
+    ) -> "RollInSampler":
+        """A sampler over ``problems`` if given, else over the named dataset (first ``limit``)."""
+        if problems is None:
+            if dataset is None:
+                raise ConfigError("give a dataset name or a list of problems")
+            from pope_env.datasets import load_dataset
+
+            problems = load_dataset(dataset, limit=limit)
+        elif limit is not None:
+            problems = list(problems)[:limit]
+        return cls(problems, dataset=dataset, **kwargs)
+
     def get(self, problem_id: str) -> Problem:
         """The problem with this id (:class:`UnknownNameError` listing known ids otherwise)."""
         try:
