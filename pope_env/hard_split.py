@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pope_env.errors import GuidanceFileError
 from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig
-from pope_env.io import JsonlAppender, PathLike, atomic_write_text
+from pope_env.io import JsonlAppender, PathLike, atomic_write_text, read_headed_jsonl
 from pope_env.prefix_search import PrefixProbe, Scorer
 from pope_env.problem import Problem
 
@@ -120,34 +119,20 @@ def load_split(path: PathLike, *, dataset: str | None = None, strict: bool = Fal
     if not path.is_file():
         raise GuidanceFileError(f"split file {path} does not exist; make one with "
                                 "`pope-env hard-split ... --out FILE`")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    try:
-        header = SplitHeader.from_json(json.loads(lines[0]))
-    except (IndexError, ValueError, TypeError) as exc:
-        raise GuidanceFileError(f"{path}:1: bad hard-split header ({exc})") from exc
-    if dataset is not None and header.dataset != dataset:
-        raise GuidanceFileError(
-            f"{path} was made for dataset {header.dataset!r}, not {dataset!r}; make a split of "
-            f"{dataset!r} with `pope-env hard-split --dataset {dataset}`"
-        )
-    records: dict[str, SplitRecord] = {}
-    bad: list[int] = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-            record = SplitRecord.from_json(obj)
-        except (ValueError, TypeError, KeyError) as exc:
-            msg = f"{path}:{lineno}: corrupted split line ({type(exc).__name__}: {exc})"
-            if strict:
-                raise GuidanceFileError(msg + "; fix or delete that line") from exc
-            warnings.warn(msg + "; skipped (re-run hard-split to redo that problem)", stacklevel=2)
-            bad.append(lineno)
-            continue
-        records[record.problem_id] = record
+    def parse_header(d: dict[str, Any]) -> SplitHeader:
+        header = SplitHeader.from_json(d)
+        if dataset is not None and header.dataset != dataset:
+            raise GuidanceFileError(
+                f"{path} was made for dataset {header.dataset!r}, not {dataset!r}; make a split of "
+                f"{dataset!r} with `pope-env hard-split --dataset {dataset}`"
+            )
+        return header
+
+    header, parsed, bad = read_headed_jsonl(
+        path, parse_header, SplitRecord.from_json, kind="split", header_kind="hard-split",
+        redo_hint="re-run hard-split to redo that problem", strict=strict, error=GuidanceFileError,
+    )
+    records = {record.problem_id: record for record in parsed}
     return HardSplit(path, header, records, bad)
 
 

@@ -16,9 +16,12 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from pope_env.errors import DataFormatError
+from pope_env.errors import DataFormatError, PopeEnvError
+
+H = TypeVar("H")
+R = TypeVar("R")
 
 PathLike = str | os.PathLike[str]
 
@@ -140,3 +143,54 @@ def _truncate_torn_tail(path: Path) -> None:
         f.seek(keep)
         f.truncate()
         warnings.warn(f"{path}: dropped a torn last line left by an earlier crash", stacklevel=3)
+
+
+def read_headed_jsonl(
+    path: PathLike,
+    parse_header: Callable[[dict[str, Any]], H],
+    parse_record: Callable[[dict[str, Any]], R],
+    *,
+    kind: str,
+    header_kind: str | None = None,
+    redo_hint: str = "re-run the command that wrote it",
+    strict: bool = False,
+    error: type[DataFormatError] = DataFormatError,
+) -> tuple[H, list[R], list[int]]:
+    """Read a JSONL file whose first line is a header and every other line a record.
+
+    ``parse_header`` may raise a :class:`~pope_env.errors.PopeEnvError` (e.g. a dataset
+    mismatch), which propagates unchanged; any other failure to parse the header raises
+    ``error`` naming ``path:1``. A corrupted record line raises ``error`` naming the line
+    (``strict``) or is skipped with a warning and its line number returned in the third
+    element, so a resumable job can redo it.
+
+    Returns:
+        ``(header, records, bad_line_numbers)``.
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    if not lines or not lines[0].strip():
+        raise error(f"{path}:1: empty {kind} file (no header line)")
+    try:
+        header = parse_header(json.loads(lines[0]))
+    except PopeEnvError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise error(f"{path}:1: bad {header_kind or kind} header ({exc})") from exc
+    records: list[R] = []
+    bad: list[int] = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            records.append(parse_record(obj))
+        except (ValueError, TypeError, KeyError) as exc:
+            msg = f"{path}:{lineno}: corrupted {kind} line ({type(exc).__name__}: {exc})"
+            if strict:
+                raise error(msg + "; fix or delete that line") from exc
+            warnings.warn(f"{msg}; skipped ({redo_hint})", stacklevel=3)
+            bad.append(lineno)
+    return header, records, bad

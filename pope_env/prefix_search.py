@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 
 from pope_env.errors import ConfigError, DataFormatError, GuidanceFileError
 from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig, check_guidable, guided_messages, guided_text
-from pope_env.io import JsonlAppender, PathLike, atomic_write_text
+from pope_env.io import JsonlAppender, PathLike, atomic_write_text, read_headed_jsonl
 from pope_env.problem import Problem
 
 if TYPE_CHECKING:  # typing only: the core never imports pope_env.agents at run time
@@ -442,36 +442,20 @@ def load_guidance(
     if not path.is_file():
         raise GuidanceFileError(f"guidance file {path} does not exist; make one with "
                                 "`pope-env prefix-search ... --out FILE`")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    if not lines or not lines[0].strip():
-        raise GuidanceFileError(f"{path}:1: empty guidance file (no header line)")
-    try:
-        header = GuidanceHeader.from_json(json.loads(lines[0]))
-    except (ValueError, TypeError) as exc:
-        raise GuidanceFileError(f"{path}:1: bad guidance header ({exc})") from exc
-    if dataset is not None and header.dataset != dataset:
-        raise GuidanceFileError(
-            f"{path} was made for dataset {header.dataset!r}, not {dataset!r}; use a guidance "
-            f"file searched on {dataset!r}"
-        )
-    records: dict[str, GuidanceRecord] = {}
-    bad: list[int] = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-            record = GuidanceRecord.from_json(obj)
-        except (ValueError, TypeError, KeyError) as exc:
-            msg = f"{path}:{lineno}: corrupted guidance line ({type(exc).__name__}: {exc})"
-            if strict:
-                raise GuidanceFileError(msg + "; fix or delete that line") from exc
-            warnings.warn(msg + "; skipped (re-run the search to redo that problem)", stacklevel=2)
-            bad.append(lineno)
-            continue
-        records[record.problem_id] = record
+    def parse_header(d: dict[str, Any]) -> GuidanceHeader:
+        header = GuidanceHeader.from_json(d)
+        if dataset is not None and header.dataset != dataset:
+            raise GuidanceFileError(
+                f"{path} was made for dataset {header.dataset!r}, not {dataset!r}; use a guidance "
+                f"file searched on {dataset!r}"
+            )
+        return header
+
+    header, parsed, bad = read_headed_jsonl(
+        path, parse_header, GuidanceRecord.from_json, kind="guidance",
+        redo_hint="re-run the search to redo that problem", strict=strict, error=GuidanceFileError,
+    )
+    records = {record.problem_id: record for record in parsed}
     return GuidanceFile(path, header, records, bad)
 
 
