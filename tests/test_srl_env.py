@@ -202,10 +202,7 @@ def test_vector_envs(problems, env_id, mode):
         envs.close()
 
 
-def test_named_dataset_when_the_registry_is_available():
-    datasets = pytest.importorskip("pope_env.datasets")
-    if not hasattr(datasets, "load_dataset"):
-        pytest.skip("pope_env.datasets.load_dataset has not landed yet")
+def test_named_dataset_champ():
     env = gym.make("SRL-CHAMP-v0").unwrapped
     assert len(env.problems) > 200 and all(p.steps for p in env.problems)
     obs, info = env.reset(seed=0)
