@@ -119,18 +119,10 @@ def load_split(path: PathLike, *, dataset: str | None = None, strict: bool = Fal
     if not path.is_file():
         raise GuidanceFileError(f"split file {path} does not exist; make one with "
                                 "`pope-env hard-split ... --out FILE`")
-    def parse_header(d: dict[str, Any]) -> SplitHeader:
-        header = SplitHeader.from_json(d)
-        if dataset is not None and header.dataset != dataset:
-            raise GuidanceFileError(
-                f"{path} was made for dataset {header.dataset!r}, not {dataset!r}; make a split of "
-                f"{dataset!r} with `pope-env hard-split --dataset {dataset}`"
-            )
-        return header
-
     header, parsed, bad = read_headed_jsonl(
-        path, parse_header, SplitRecord.from_json, kind="split", header_kind="hard-split",
+        path, SplitHeader.from_json, SplitRecord.from_json, kind="split", header_kind="hard-split",
         redo_hint="re-run hard-split to redo that problem", strict=strict, error=GuidanceFileError,
+        dataset=dataset, remake_hint=f"make a split of {dataset!r} with `pope-env hard-split --dataset {dataset}`",
     )
     records = {record.problem_id: record for record in parsed}
     return HardSplit(path, header, records, bad)

@@ -155,6 +155,8 @@ def read_headed_jsonl(
     redo_hint: str = "re-run the command that wrote it",
     strict: bool = False,
     error: type[DataFormatError] = DataFormatError,
+    dataset: str | None = None,
+    remake_hint: str = "",
 ) -> tuple[H, list[R], list[int]]:
     """Read a JSONL file whose first line is a header and every other line a record.
 
@@ -162,7 +164,8 @@ def read_headed_jsonl(
     mismatch), which propagates unchanged; any other failure to parse the header raises
     ``error`` naming ``path:1``. A corrupted record line raises ``error`` naming the line
     (``strict``) or is skipped with a warning and its line number returned in the third
-    element, so a resumable job can redo it.
+    element, so a resumable job can redo it. With ``dataset``, the header's ``dataset`` field
+    must equal it (``error`` naming both and ``remake_hint`` otherwise).
 
     Returns:
         ``(header, records, bad_line_numbers)``.
@@ -177,6 +180,9 @@ def read_headed_jsonl(
         raise
     except (ValueError, TypeError, KeyError) as exc:
         raise error(f"{path}:1: bad {header_kind or kind} header ({exc})") from exc
+    made_for = getattr(header, "dataset", None)
+    if dataset is not None and made_for != dataset:
+        raise error(f"{path} was made for dataset {made_for!r}, not {dataset!r}; {remake_hint}")
     records: list[R] = []
     bad: list[int] = []
     for lineno, line in enumerate(lines[1:], start=2):

@@ -442,18 +442,10 @@ def load_guidance(
     if not path.is_file():
         raise GuidanceFileError(f"guidance file {path} does not exist; make one with "
                                 "`pope-env prefix-search ... --out FILE`")
-    def parse_header(d: dict[str, Any]) -> GuidanceHeader:
-        header = GuidanceHeader.from_json(d)
-        if dataset is not None and header.dataset != dataset:
-            raise GuidanceFileError(
-                f"{path} was made for dataset {header.dataset!r}, not {dataset!r}; use a guidance "
-                f"file searched on {dataset!r}"
-            )
-        return header
-
     header, parsed, bad = read_headed_jsonl(
-        path, parse_header, GuidanceRecord.from_json, kind="guidance",
+        path, GuidanceHeader.from_json, GuidanceRecord.from_json, kind="guidance",
         redo_hint="re-run the search to redo that problem", strict=strict, error=GuidanceFileError,
+        dataset=dataset, remake_hint=f"use a guidance file searched on {dataset!r}",
     )
     records = {record.problem_id: record for record in parsed}
     return GuidanceFile(path, header, records, bad)
