@@ -31,23 +31,7 @@ def tokenizer():
     return load_tokenizer("smollm2")
 
 
-def tiny_llama(tokenizer, seed: int = 0, **overrides):
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **overrides,
-    )
-    return transformers.LlamaForCausalLM(config).eval()
+from tiny_models import tiny_llama  # noqa: E402  (shared with the vLLM tests)
 
 
 @pytest.fixture(scope="module")

@@ -26,24 +26,13 @@ from pope_env.agents.policy import SamplingParams  # noqa: E402
 PROMPTS = ["Hello", [{"role": "user", "content": "What is $1+1$?"}]]
 
 
+from tiny_models import tiny_llama  # noqa: E402
+
+
 def save_tiny_llama(folder, *, tied: bool, seed: int = 0):
     """A 2-layer Llama (hidden 64, head size 32: CPU attention needs >= 32) with SmolLM2's tokenizer."""
     tokenizer = load_tokenizer("smollm2")
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=tied,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    tiny_llama(tokenizer, seed, tied=tied).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
