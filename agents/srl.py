@@ -177,6 +177,8 @@ def train_srl_then_rlvr(
     srl_min_group_std: float = SRL_MIN_GROUP_STD,
     srl_sft_steps: int = 0,
     seed: int = 0,
+    rollout_policy: Any = None,
+    eval_hooks: Sequence[Any] = (),
 ) -> tuple[Any, Any]:
     """SRL's curriculum: ``srl_steps`` SRL steps, then ``config.steps`` RLVR (GRPO) steps.
 
@@ -201,6 +203,9 @@ def train_srl_then_rlvr(
             before the SRL phase's RL steps: a warm start for models that do not yet write
             ``<think>...</think>`` (0: none).
         seed: Seed of the SRL data order.
+        rollout_policy: A separate sampler that follows the learner (e.g. a vLLM engine),
+            used by both phases; see :class:`~pope_env.agents.train.Trainer`.
+        eval_hooks: Extra evaluation metrics of the RLVR phase (see ``Trainer``).
 
     Returns:
         ``(srl_result, rlvr_result)``, the two :class:`~pope_env.agents.train.TrainResult` s.
@@ -219,10 +224,12 @@ def train_srl_then_rlvr(
     )
     sft_source = ShuffledItems(srl_sft_items(srl_problems), seed=seed, name="srl-sft") if srl_sft_steps else None
     srl_trainer = Trainer(learner, build_srl_source("step-similarity", srl_problems, seed=seed),
-                          step_similarity_reward, srl_config, out / "1-srl", sft_source=sft_source)
+                          step_similarity_reward, srl_config, out / "1-srl", sft_source=sft_source,
+                          rollout_policy=rollout_policy)
     srl_result = srl_trainer.train()
     rlvr_config = dataclasses.replace(config, method="srl-then-rlvr:rlvr")
-    rlvr_trainer = Trainer(learner, rlvr_source, rlvr_reward, rlvr_config, out / "2-rlvr", eval_items=eval_items)
+    rlvr_trainer = Trainer(learner, rlvr_source, rlvr_reward, rlvr_config, out / "2-rlvr", eval_items=eval_items,
+                           rollout_policy=rollout_policy, eval_hooks=eval_hooks)
     return srl_result, rlvr_trainer.train()
 
 

@@ -4,8 +4,10 @@
 ``sft-oracle`` method; 0 otherwise) and then ``config.steps`` GRPO steps. Each GRPO step:
 
 1. samples ``prompts_per_step`` prompts (split evenly over processes) and ``group_size``
-   completions for each from the learner policy, scores them with the reward function,
-   optionally drops zero-variance groups and refills (dynamic sampling);
+   completions for each from the learner policy, or from a separate ``rollout_policy``
+   (e.g. a :class:`~pope_env.agents.vllm_policy.VLLMPolicy` engine) that is synced to the
+   learner's weights after every update; scores them with the reward function, optionally
+   drops zero-variance groups and refills (dynamic sampling);
 2. runs :func:`~pope_env.agents.grpo.grpo_update` under ``accelerate`` (gradient
    accumulation over micro-batches, gradient clipping, bf16 autocast on CUDA);
 3. logs one JSONL record (``train_log.jsonl``) and TensorBoard scalars: reward, guided and
@@ -40,7 +42,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,10 @@ from pope_env.agents.rollout import (
 )
 from pope_env.errors import ConfigError, PopeEnvError
 from pope_env.io import JsonlAppender, atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+
+
+EvalHook = Callable[[Policy, int], Mapping[str, Any]]
+"""``hook(policy, step) -> metrics`` run at each evaluation (see :class:`Trainer`)."""
 
 
 class TrainingDivergedError(PopeEnvError, RuntimeError):
@@ -304,6 +310,20 @@ class Trainer:
         accelerator: An ``accelerate.Accelerator`` (default: one made from the config).
         eval_reward_fn: Scores evaluation completions (default: ``reward_fn``); e.g. the
             verifiable reward when training on SRL's step similarity.
+        rollout_policy: Samples the training and evaluation rollouts instead of the learner
+            (default: the learner itself). It must tokenize prompts as the learner does and
+            follow the learner's weights through ``load_weights_from(model)``, which the
+            trainer calls at the start, after each update and after a resume (for
+            :class:`~pope_env.agents.vllm_policy.VLLMPolicy`: an in-place reload). The GRPO
+            importance ratios then use the rollout engine's log-probs as the old policy's.
+            Without ``sampling.seed`` each step samples with a seed derived from
+            ``(config.seed, step, process)``, so a resumed run samples what an uninterrupted
+            one would.
+        eval_hooks: Callables ``hook(policy, step) -> dict`` run at every evaluation with the
+            rollout policy; their (JSON) metrics join the evaluation record
+            (``eval_log.jsonl``, TensorBoard ``eval/...``, checkpoints). E.g.
+            :class:`~pope_env.agents.reach_hook.OwnStateReachHook`: how often the policy's
+            own unguided states fall into S_good.
     """
 
     def __init__(
@@ -319,6 +339,8 @@ class Trainer:
         reference: LearnerPolicy | None = None,
         accelerator: Any = None,
         eval_reward_fn: RewardFn | None = None,
+        rollout_policy: Policy | None = None,
+        eval_hooks: Sequence[EvalHook] = (),
     ) -> None:
         if not hasattr(learner, "token_logprobs") or not isinstance(getattr(learner, "model", None), torch.nn.Module):
             raise ConfigError(
@@ -327,7 +349,13 @@ class Trainer:
             )
         if config.sft_steps and sft_source is None:
             raise ConfigError("sft_steps > 0 needs an sft_source (prompts whose oracle solutions are the targets)")
+        if rollout_policy is learner:
+            rollout_policy = None
+        if rollout_policy is not None:
+            _check_rollout_policy(rollout_policy, learner)
         self.learner = learner
+        self.rollout_policy: Policy = rollout_policy if rollout_policy is not None else learner
+        self.eval_hooks = list(eval_hooks)
         self.reward_fn = reward_fn
         self.eval_reward_fn = eval_reward_fn or reward_fn
         self.config = config
@@ -351,7 +379,7 @@ class Trainer:
                 p.requires_grad_(False)
         g = config.grpo
         self.sampler = DynamicSampler(
-            learner, self.source, reward_fn, group_size=config.group_size, sampling=config.sampling,
+            self.rollout_policy, self.source, reward_fn, group_size=config.group_size, sampling=config.sampling,
             min_std=g.min_group_std if g.dynamic_sampling else None,
             max_refill_rounds=g.max_refill_rounds, success_threshold=config.success_threshold,
         )
@@ -378,6 +406,7 @@ class Trainer:
         if self.ckpt_root.exists() and any(self.ckpt_root.glob("step-*")) and not resume:
             raise ConfigError(f"{self.output_dir} already holds checkpoints; resume, or use another output_dir")
         self._load_latest_checkpoint()
+        self._sync_rollout_policy()  # the engine starts from the learner's (resumed) weights
         is_main = acc.is_main_process
         if is_main:
             self._trim_logs()
@@ -394,6 +423,8 @@ class Trainer:
             while self.step < cfg.total_steps:
                 step = self.step + 1
                 record = self._sft_step(step) if step <= cfg.sft_steps else self._rl_step(step)
+                if self.rollout_policy is not self.learner and not record.get("skipped"):
+                    record["sync_s"] = self._sync_rollout_policy()
                 self.step = step
                 if is_main:
                     log.append(record)
@@ -439,6 +470,10 @@ class Trainer:
         acc, cfg = self.accelerator, self.config
         t0 = time.perf_counter()
         local_groups = cfg.prompts_per_step // acc.num_processes
+        if self.rollout_policy is not self.learner and cfg.sampling.seed is None:
+            # The engine's own RNG is not in checkpoints: seed each step so a resume is exact.
+            self.sampler.sampling = dataclasses.replace(
+                cfg.sampling, seed=_step_seed(cfg.seed, step, acc.process_index))
         groups, report = self.sampler.sample(local_groups)
         t_rollout = time.perf_counter() - t0
         batch = flatten_groups(groups, cfg.grpo)
@@ -553,18 +588,29 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         if acc.is_main_process:
             res = evaluate_passk(
-                self.learner, self.eval_items, self.eval_reward_fn, k=cfg.eval_k,
+                self.rollout_policy, self.eval_items, self.eval_reward_fn, k=cfg.eval_k,
                 sampling=cfg.eval_sampling or cfg.sampling, success_threshold=cfg.success_threshold,
                 progress=cfg.progress,
             )
             rec = {"step": self.step, "method": cfg.method, f"pass@{cfg.eval_k}": res[f"pass@{cfg.eval_k}"],
                    "pass@1": res["pass@1"], "problems": res["problems"], "solved": res["solved"]}
+            for hook in self.eval_hooks:
+                rec.update(_finite_json(dict(hook(self.rollout_policy, self.step))))
             self.evals.append(rec)
             eval_log.append(rec)
             if tb is not None:
-                tb.add_scalar(f"eval/pass@{cfg.eval_k}", rec[f"pass@{cfg.eval_k}"], self.step)
-                tb.add_scalar("eval/pass@1", rec["pass@1"], self.step)
+                for key, value in rec.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
+                        tb.add_scalar(f"eval/{key}", value, self.step)
         acc.wait_for_everyone()
+
+    def _sync_rollout_policy(self) -> float:
+        """Load the learner's weights into a separate rollout policy; returns seconds taken."""
+        if self.rollout_policy is self.learner:
+            return 0.0
+        t0 = time.perf_counter()
+        self.rollout_policy.load_weights_from(self.learner.model)  # type: ignore[attr-defined]
+        return time.perf_counter() - t0
 
     # -- checkpoints -----------------------------------------------------------------------
     def _fingerprint(self) -> dict[str, Any]:
@@ -702,6 +748,29 @@ class Trainer:
 # ----------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------
+def _check_rollout_policy(rollout_policy: Any, learner: Any) -> None:
+    """A separate rollout policy must follow the learner's weights and share its tokens."""
+    name = getattr(rollout_policy, "name", type(rollout_policy).__name__)
+    if not callable(getattr(rollout_policy, "load_weights_from", None)):
+        raise ConfigError(
+            f"rollout policy {name!r} has no load_weights_from(model): it could not follow the learner's "
+            "updates, so training would stay on the base model's samples. Use a VLLMPolicy, or omit rollout_policy"
+        )
+    encode_a, encode_b = getattr(rollout_policy, "encode", None), getattr(learner, "encode", None)
+    if callable(encode_a) and callable(encode_b):
+        probe = [[{"role": "user", "content": "What is $\\frac{1}{2} + 3^{2}$? Ünïcode ok."}], "2 + 2 ="]
+        if encode_a(probe) != encode_b(probe):
+            raise ConfigError(
+                f"rollout policy {name!r} tokenizes prompts differently from the learner; both must serve "
+                "the same model folder and tokenizer (and chat template)"
+            )
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    digest = hashlib.sha256(f"rollout/{seed}/{step}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
 def tokenize_pairs(learner: Any, items: Sequence[PromptItem]) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of (prompt, oracle solution) pairs for SFT.
 

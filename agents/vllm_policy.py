@@ -59,7 +59,8 @@ class VLLMPolicy:
         model: Model name, folder or hub id (see :func:`~pope_env.agents.models.resolve_model`).
         dtype: Engine dtype; default float32 on CPU (log-probs then match a float32 learner),
             bfloat16 on GPU.
-        max_model_len: Longest prompt + completion in tokens.
+        max_model_len: Longest prompt + completion in tokens (default: 2048, or the model's
+            ``max_position_embeddings`` when that is smaller).
         seed: Engine seed (used for unseeded requests).
         untie: Serve tied-embedding models from an untied copy so weight sync works (default).
         chat_fallback: Render chat messages with
@@ -81,7 +82,7 @@ class VLLMPolicy:
         model: str | os.PathLike[str] = DEFAULT_MODEL,
         *,
         dtype: str | None = None,
-        max_model_len: int = 2048,
+        max_model_len: int | None = None,
         seed: int = 0,
         untie: bool = True,
         chat_fallback: bool = True,
@@ -120,7 +121,7 @@ class VLLMPolicy:
             "model": str(source),
             "tokenizer": str(source),
             "dtype": dtype or ("float32" if on_cpu else "bfloat16"),
-            "max_model_len": max_model_len,
+            "max_model_len": max_model_len or _default_max_model_len(source),
             "seed": seed,
             "enforce_eager": on_cpu if enforce_eager is None else enforce_eager,
         }
@@ -233,6 +234,16 @@ def _generation(prompt_ids: Sequence[int], completion: Any) -> Generation:
         finish_reason="length" if completion.finish_reason == "length" else "stop",
         extra={"stop_reason": completion.stop_reason},
     )
+
+
+def _default_max_model_len(folder: Path, ceiling: int = 2048) -> int:
+    """``ceiling``, capped at the model's context length (vLLM refuses a longer one)."""
+    import json
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    text = config.get("text_config") or {}
+    limit = config.get("max_position_embeddings", text.get("max_position_embeddings"))
+    return min(ceiling, int(limit)) if isinstance(limit, int) and limit > 0 else ceiling
 
 
 def _is_tied(folder: Path) -> bool:

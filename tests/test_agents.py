@@ -121,3 +121,16 @@ def test_oracle_step_mode_solves_the_step_env_from_any_roll_in(problems):
             while not (terminated or truncated):
                 obs, reward, terminated, truncated, info = env.step(agent.act(obs, info))
             assert terminated and reward == 1.0, (p.id, prefix_len)
+
+
+def test_vllm_context_length_defaults_to_the_models_own_limit(tmp_path):
+    import json
+
+    from pope_env.agents.vllm_policy import _default_max_model_len
+
+    (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 1024}))
+    assert _default_max_model_len(tmp_path) == 1024  # vLLM refuses a longer context than the model's
+    (tmp_path / "config.json").write_text(json.dumps({"text_config": {"max_position_embeddings": 131072}}))
+    assert _default_max_model_len(tmp_path) == 2048
+    (tmp_path / "config.json").write_text(json.dumps({}))
+    assert _default_max_model_len(tmp_path) == 2048

@@ -19,7 +19,7 @@ import torch
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from tiny_learner import TinyLearner  # noqa: E402
+from tiny_learner import FollowerPolicy, TinyLearner  # noqa: E402
 
 from pope_env.agents.grpo import GRPOConfig, TokenLogprobs  # noqa: E402
 from pope_env.agents.methods import METHODS, build_source, get_method, make_items, sft_items  # noqa: E402
@@ -285,7 +285,7 @@ def test_cli_runs_hard_split_prefix_search_and_two_methods_then_resumes(tmp_path
             "--limit", "4", "--k", "2", "--steps", "2", "--prompts-per-step", "2", "--group-size", "2",
             "--max-new-tokens", "6", "--prompt-format", "text", "--eval-every", "1", "--eval-k", "2",
             "--eval-problems", "2", "--save-every", "1", "--lr", "1e-3", "--no-progress", "--no-tensorboard",
-            "--out", str(tmp_path)]
+            "--reach-problems", "2", "--reach-k", "2", "--out", str(tmp_path)]
     first = _cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "hard set: 4 problems" in first.stdout and "pope " in first.stdout and "grpo " in first.stdout
@@ -295,6 +295,10 @@ def test_cli_runs_hard_split_prefix_search_and_two_methods_then_resumes(tmp_path
     pope_log = read_jsonl(tmp_path / "pope" / "train_log.jsonl")
     assert [r["step"] for r in pope_log] == [1, 2]
     assert all(r["guided_hard_success"] is not None for r in pope_log)  # guided prompts were trained on
+    evals = read_jsonl(tmp_path / "pope" / "eval_log.jsonl")
+    assert [e["step"] for e in evals] == [0, 1, 2]
+    assert all(0.0 <= e["s_good_overlap"] <= 1.0 and e["own_states"] >= 0 for e in evals)
+    assert "s_good_overlap end" in first.stdout
     again = _cli(*args)  # everything is finished: resumes, redoes nothing
     assert again.returncode == 0, again.stderr[-3000:]
     assert read_jsonl(tmp_path / "pope" / "train_log.jsonl") == pope_log
@@ -313,3 +317,41 @@ def test_cli_trains_the_default_smollm2_on_math(tmp_path):
     log = read_jsonl(out / "grpo" / "train_log.jsonl")
     assert [r["step"] for r in log] == [1, 2]
     assert all(r["trained_tokens"] > 0 and r["entropy"] > 0 for r in log)
+
+
+def test_a_separate_rollout_policy_samples_and_follows_every_update(tmp_path):
+    learner, follower = TinyLearner(0), FollowerPolicy(0)
+    m = get_method("grpo")
+    t = Trainer(learner, build_source(m, render, hard=HARD, seed=0), first_digit_reward,
+                config(method="grpo", steps=3, eval_every=0), tmp_path, eval_items=make_items(HARD[:2], render),
+                rollout_policy=follower)
+    t.train()
+    assert follower.syncs == 1 + 3  # at the start and after each of the 3 updates
+    log = read_jsonl(tmp_path / "train_log.jsonl")
+    assert all(r["sync_s"] >= 0 for r in log)
+    for a, b in zip(learner.model.parameters(), follower.model.parameters()):
+        assert torch.equal(a, b)
+    assert not any(torch.equal(a, b) for a, b in zip(learner.model.parameters(), TinyLearner(0).model.parameters())
+                   if a.dim() == 2), "the learner did not train"
+
+
+def test_a_rollout_policy_that_cannot_follow_the_learner_is_refused(tmp_path):
+    src = build_source(get_method("grpo"), render, hard=HARD, seed=0)
+    with pytest.raises(ConfigError, match="load_weights_from"):
+        Trainer(TinyLearner(0), src, first_digit_reward, config(), tmp_path, rollout_policy=TinyLearner(1))
+
+
+def test_eval_hooks_add_their_metrics_to_every_evaluation_record(tmp_path):
+    calls = []
+
+    def hook(policy, step):
+        calls.append(step)
+        return {"probe": float(step), "probe_name": policy.name}
+
+    t = Trainer(TinyLearner(0), build_source(get_method("grpo"), render, hard=HARD, seed=0), first_digit_reward,
+                config(method="grpo", steps=2, eval_every=1), tmp_path, eval_items=make_items(HARD[:2], render),
+                eval_hooks=[hook])
+    res = t.train()
+    assert calls == [0, 1, 2]
+    assert [(e["step"], e["probe"], e["probe_name"]) for e in res.evals] == [(s, float(s), "tiny-llama") for s in (0, 1, 2)]
+    assert [e["probe"] for e in read_jsonl(tmp_path / "eval_log.jsonl")] == [0.0, 1.0, 2.0]

@@ -130,3 +130,59 @@ def test_sync_into_a_tied_engine_is_refused():
     policy.tied, policy.model_path = True, "tied-model"
     with pytest.raises(WeightSyncError, match="untie=True"):
         policy.sync_from({"model.embed_tokens.weight": torch.zeros(2, 2)})
+
+
+def test_training_with_vllm_rollouts_keeps_the_engine_on_the_learners_weights(tmp_path, tied_model_dir, vllm_policy):
+    """GRPO steps sampled by the vLLM engine: after each update the engine is synced, so at
+    the end it scores tokens exactly as the trained learner does (and no longer as the base)."""
+    from pope_env.agents.grpo import GRPOConfig
+    from pope_env.agents.rollout import PromptItem, ShuffledItems
+    from pope_env.agents.train import TrainConfig, Trainer
+    from pope_env.io import read_jsonl
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        learner = HFPolicy(str(tied_model_dir), device="cpu", dtype="float32", progress=False)
+        greedy = SamplingParams(temperature=0, max_new_tokens=8)
+        probe = [g for grp in vllm_policy.generate(PROMPTS, sampling=greedy) for g in grp]
+        base_lp = _learner_logprobs(learner, probe)
+
+        items = [PromptItem(prompt=f"Count: {i}, {i + 1},", problem_id=f"p{i}") for i in range(4)]
+
+        def reward(completions, items):  # the share of letters: varies within every group
+            return [sum(ch.isalpha() for ch in c) / max(len(c), 1) for c in completions]
+
+        cfg = TrainConfig(method="grpo", steps=2, prompts_per_step=2, group_size=4,
+                          sampling=SamplingParams(max_new_tokens=8), grpo=GRPOConfig(lr=0.05), eval_every=0,
+                          save_every=1, progress=False, tensorboard=False, success_threshold=0.5)
+        result = Trainer(learner, ShuffledItems(items, seed=0), reward, cfg, tmp_path,
+                         rollout_policy=vllm_policy).train()
+        assert result.steps == 2
+        log = read_jsonl(tmp_path / "train_log.jsonl")
+        assert all(r["sync_s"] > 0 for r in log) and log[0]["groups_sampled"] == 2
+
+        after_lp = _learner_logprobs(learner, probe)
+        assert _max_gap(base_lp, after_lp) > 1e-2, "training did not change the learner"
+        synced = [g for grp in vllm_policy.generate(PROMPTS, sampling=greedy) for g in grp]
+        assert _max_gap([list(g.logprobs) for g in synced], _learner_logprobs(learner, synced)) < 2e-3
+    finally:
+        torch.set_num_threads(threads)
+
+
+
+def test_pope_env_train_with_the_vllm_rollout_engine_runs_every_stage(tmp_path, tied_model_dir, vllm_policy):
+    """``pope-env train --rollout-engine vllm``: hard split and prefix search sampled by the
+    engine, then POPE steps whose rollouts come from the engine synced to the learner."""
+    from pope_env.cli import main
+    from pope_env.io import read_jsonl
+
+    out = tmp_path / "run"
+    code = main(["train", "--method", "pope", "--model", str(tied_model_dir), "--rollout-engine", "vllm",
+                 "--dataset", "arith-hard", "--limit", "3", "--k", "2", "--max-new-tokens", "6",
+                 "--steps", "1", "--prompts-per-step", "2", "--group-size", "2", "--eval-problems", "2",
+                 "--eval-k", "2", "--out", str(out), "--no-progress", "--no-tensorboard", "--prompt-format", "text"])
+    assert code == 0
+    assert len(read_jsonl(out / "hard_split.jsonl")) >= 3 and (out / "guidance.jsonl").exists()
+    (record,) = read_jsonl(out / "pope" / "train_log.jsonl")
+    assert record["sync_s"] > 0 and record["groups_sampled"] == 2

@@ -178,3 +178,19 @@ def hf_char_tokenizer():
 def boxed_int_reward(completions: Sequence[str], items: Sequence[Any]) -> list[float]:
     """1.0 if the completion contains the problem's answer, else 0.0 (cheap test reward)."""
     return [1.0 if it.problem is not None and it.problem.answer in c else 0.0 for c, it in zip(completions, items)]
+
+
+class FollowerPolicy(TinyLearner):
+    """A second, separate model that follows a learner's weights through
+    ``load_weights_from`` (what a vLLM rollout engine does), for testing rollout policies
+    without vLLM."""
+
+    name = "tiny-llama-follower"
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed, model=tiny_llama(seed + 1000))  # different weights until synced
+        self.syncs = 0
+
+    def load_weights_from(self, model: torch.nn.Module) -> None:
+        self.model.load_state_dict(model.state_dict())
+        self.syncs += 1

