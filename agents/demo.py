@@ -17,8 +17,11 @@ Pipeline (seeded; every phase cached or resumable; progress bars):
    size, prompts per step and number of steps, one run per method and seed.
 5. **Evaluation.** Unguided pass@1 / pass@k on the held-out hard set (the trainer's evaluation,
    every ``eval_every`` steps, fixed sampling seed so every run is judged on the same random
-   draws), guided pass@1 at i* on the training hard set before and after, and the solved set
-   (training hard problems with an unguided success in some rollout).
+   draws), guided pass@1 at i* on the training hard set before and after, the solved set
+   (training hard problems with an unguided success in some rollout), and at every evaluation
+   the S_good overlap of the policy's *own* unguided states on ``reach_problems`` training
+   hard problems (:class:`~pope_env.agents.reach_hook.OwnStateReachHook`: the fraction of
+   partial solutions it writes itself from which it still reaches the answer).
 
 Rewards: 1 if the final answer equals the gold integer, else 0 (:func:`arithmetic_reward`,
 the math reward's answer extraction with an exact integer comparison).
@@ -77,6 +80,10 @@ class DemoConfig:
         lr: Learning rate of both methods.
         eval_every: Steps between held-out evaluations.
         max_new_tokens: Completion cap in characters.
+        reach_problems: Training hard problems whose own unguided states are checked against
+            S_good at each evaluation (0: off).
+        reach_k: Continuations per own state.
+        reach_states: Own states per problem.
     """
 
     preset: str = "default"
@@ -96,6 +103,9 @@ class DemoConfig:
     lr: float = 1e-4
     eval_every: int = 20
     max_new_tokens: int = 160
+    reach_problems: int = 32
+    reach_k: int = 4
+    reach_states: int = 2
 
     def __post_init__(self) -> None:
         if self.hard_levels[0] <= self.pretrain.levels[1]:
@@ -137,6 +147,8 @@ PRESETS: dict[str, DemoConfig] = {
         group_size=4,
         eval_every=2,
         max_new_tokens=120,
+        reach_problems=8,
+        reach_k=2,
     ),
     # `pope-env demo`: at most 15 minutes on 2 cores, pretraining included.
     "default": DemoConfig(preset="default", pretrain=_BASE),
@@ -359,11 +371,13 @@ def run_method(cfg: DemoConfig, tb: Testbed, method: str, seed: int, out: Path) 
         tensorboard=False,
     )
     run_dir = out / "runs" / f"{method}-seed{seed}"
-    result = Trainer(learner, source, reward_fn, train_cfg, run_dir, eval_items=eval_items).train()
+    hooks = [own_state_hook(cfg, tb, run_dir / "own_states.jsonl")] if cfg.reach_problems else []
+    result = Trainer(learner, source, reward_fn, train_cfg, run_dir, eval_items=eval_items, eval_hooks=hooks).train()
     guided_items = make_items(tb.hard, render_guided_prompt, guided=True, guidance=tb.istar)
     guided = evaluate_passk(learner, guided_items, reward_fn, k=2, sampling=replace(sampling, seed=54321))
     k = cfg.eval_k
-    evals = [{"step": e["step"], "pass@1": e["pass@1"], f"pass@{k}": e[f"pass@{k}"]} for e in result.evals]
+    evals = [{"step": e["step"], "pass@1": e["pass@1"], f"pass@{k}": e[f"pass@{k}"],
+              **({"s_good_overlap": e["s_good_overlap"]} if "s_good_overlap" in e else {})} for e in result.evals]
     return {
         "method": method,
         "seed": seed,
@@ -375,6 +389,21 @@ def run_method(cfg: DemoConfig, tb: Testbed, method: str, seed: int, out: Path) 
         "skipped_steps": result.skipped_steps,
         "wall_s": round(result.wall_s, 1),
     }
+
+
+def own_state_hook(cfg: DemoConfig, tb: Testbed, details: Path) -> Any:
+    """The S_good overlap of the policy's own unguided states on the first
+    ``reach_problems`` training hard problems (same draws at every evaluation)."""
+    from pope_env.agents.reach_hook import OwnStateReachHook
+    from pope_env.own_states import split_lines
+
+    return OwnStateReachHook(
+        tb.hard[: cfg.reach_problems], k=cfg.reach_k, states_per_problem=cfg.reach_states, seed=777,
+        sampling=SamplingParams(temperature=1.0, max_new_tokens=cfg.max_new_tokens),
+        scorer=lambda texts, p: [arithmetic_reward(t, p) > 0.5 for t in texts],
+        render_state=lambda p, steps: render_prompt(p) + "".join(steps), split_steps=split_lines,
+        details=details,
+    )
 
 
 def base_guided_success(cfg: DemoConfig, tb: Testbed) -> float:
@@ -412,6 +441,9 @@ def summarize(
             "guided_pass@1_after": mean([r["guided_pass@1_after"] for r in rs]),
             "solved_set": mean([r["solved_set"] for r in rs]),
         }
+        if all("s_good_overlap" in (r["before"] or {}) for r in rs):
+            rows[method]["s_good_overlap_before"] = mean([r["before"]["s_good_overlap"] for r in rs])
+            rows[method]["s_good_overlap_after"] = mean([r["after"]["s_good_overlap"] for r in rs])
     for method, row in rows.items():
         rs = [r for r in results if r["method"] == method]
         # Mean over every evaluation after step 0: less noisy than the last point alone.
@@ -439,15 +471,20 @@ def summarize(
 def format_table(summary: dict[str, Any], n_eval: int) -> str:
     """The demo's table as fixed-width text."""
     k = summary["k"]
+    reach = all("s_good_overlap_before" in r for r in summary["methods"].values())
     head = (f"{'method':<7} {'pass@1 before':>13} {'pass@1 after':>12} {f'pass@{k} before':>13} "
-            f"{f'pass@{k} after':>12} {'guided before':>13} {'guided after':>12} {'solved set':>10}")
+            f"{f'pass@{k} after':>12} {'guided before':>13} {'guided after':>12} {'solved set':>10}"
+            + (f" {'own in S_good':>16}" if reach else ""))
     lines = [f"unguided = held-out hard problems ({n_eval}, base pass@k = 0 when screened); "
-             "guided = pass@1 at i* on the training hard set", head, "-" * len(head)]
+             "guided = pass@1 at i* on the training hard set"
+             + ("; own in S_good = own unguided partial solutions in S_good, before -> after" if reach else ""),
+             head, "-" * len(head)]
     for method, r in summary["methods"].items():
         lines.append(
             f"{method:<7} {r['pass@1_before']:>13.4f} {r['pass@1_after']:>12.4f} {r[f'pass@{k}_before']:>13.4f} "
             f"{r[f'pass@{k}_after']:>12.4f} {r['guided_pass@1_before']:>13.4f} {r['guided_pass@1_after']:>12.4f} "
             f"{r['solved_set']:>10.1f}"
+            + (f" {r['s_good_overlap_before']:>7.3f} -> {r['s_good_overlap_after']:.3f}" if reach else "")
         )
     return "\n".join(lines)
 
@@ -463,8 +500,11 @@ def plot(cfg: DemoConfig, results: Sequence[dict[str, Any]], path: Path) -> Path
 
     k = cfg.eval_k
     colors = {"grpo": "tab:blue", "pope": "tab:red"}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
-    for ax, metric in zip(axes, (f"pass@{k}", "pass@1")):
+    metrics = [f"pass@{k}", "pass@1"]
+    if results and all("s_good_overlap" in e for r in results for e in r["evals"]):
+        metrics.append("s_good_overlap")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), dpi=120)
+    for ax, metric in zip(axes, metrics):
         for r in results:
             xs = [e["step"] for e in r["evals"]]
             ys = [e[metric] for e in r["evals"]]
@@ -472,7 +512,8 @@ def plot(cfg: DemoConfig, results: Sequence[dict[str, Any]], path: Path) -> Path
             ax.plot(xs, ys, marker="o", markersize=3, color=colors.get(r["method"]), alpha=0.85,
                     linestyle="-" if r["seed"] == cfg.seeds[0] else "--", label=label)
         ax.set_xlabel("training step")
-        ax.set_ylabel(f"unguided {metric} (held-out hard)")
+        ax.set_ylabel("own unguided states in S_good (train hard)" if metric == "s_good_overlap"
+                      else f"unguided {metric} (held-out hard)")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -138,6 +138,12 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_cache, tmp_path, capsys):
     for r in records:
         assert [e["step"] for e in r["evals"]] == list(range(0, cfg.steps + 1, cfg.eval_every))
         assert r["before"] == records[0]["before"]  # same base, same evaluation draws
+        assert all(0.0 <= e["s_good_overlap"] <= 1.0 for e in r["evals"])
+        own = [json.loads(line) for line in (out / "runs" / f"{r['method']}-seed0" / "own_states.jsonl").open()]
+        assert [d["step"] for d in own] == [e["step"] for e in r["evals"]]
+        assert all(len(d["states"]) == d["metrics"]["own_states"] for d in own)
+    assert "own in S_good" in printed
+    assert all("s_good_overlap_after" in m for m in summary["methods"].values())
     # The hard split is measured: the base never solved these in screen_k samples.
     hard = [json.loads(line) for line in (out / "hard_split.jsonl").read_text().splitlines()[1:]]
     assert hard and all(h["level"] >= cfg.hard_levels[0] for h in hard)
