@@ -86,6 +86,11 @@ def test_cli_hard_split_prefix_search_and_reach_with_an_hf_model(tmp_path, capsy
     assert main(["reach", "--rollouts", str(guidance)]) == 0
     assert "coverage: 0.000 of 3 problems" in capsys.readouterr().out
 
+    # the model's own unguided (garbage) partial solutions: none of them reaches the answer
+    assert main(["reach", "--own-states", "--dataset", "arith-easy", "--split", str(split), *common]) == 0
+    out = capsys.readouterr().out
+    assert "of 3 problems; in S_good: 0.000 of states" in out
+
     assert main(["prefix-search", "--dataset", "math500", "--limit", "2", "--out", str(guidance),
                  *common]) == 2
     assert "dataset: file has 'arith-easy', asked for 'math500'" in capsys.readouterr().err

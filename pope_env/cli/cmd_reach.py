@@ -1,5 +1,5 @@
-"""``pope-env reach``: the S_good reach-set report, from recorded rollouts or by Monte Carlo
-from a list of states."""
+"""``pope-env reach``: the S_good reach-set report, from recorded rollouts, by Monte Carlo
+from a list of states, or for the policy's own unguided states (``--own-states``)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "problem and roll-in state, the success rate with a Wilson interval, whether "
                     "the state is in S_good, and the coverage. With --states: estimate the "
                     "success probability of --model from each listed state by k rollouts "
-                    "(cached). See pope_env.reach for both file formats.",
+                    "(cached). With --own-states: sample --model's own unguided solution of each "
+                    "problem of --dataset (or of the --split file's hard problems), cut it into "
+                    "partial solutions and report how many fall into S_good. See pope_env.reach "
+                    "and pope_env.own_states.",
     )
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("--rollouts", help="JSONL of rollouts, counts or a guidance file")
     source.add_argument("--states", help="JSONL of states to estimate by Monte Carlo "
                                          "(needs --dataset)")
-    sub.add_argument("--dataset", help="dataset of the problems named in --states")
+    source.add_argument("--own-states", action="store_true",
+                        help="estimate the policy's own unguided partial solutions (needs --dataset)")
+    sub.add_argument("--dataset", help="dataset of the problems named in --states / asked by --own-states")
+    sub.add_argument("--split", help="with --own-states: only the hard problems of this split file")
+    sub.add_argument("--states-per-problem", type=int, default=2,
+                     help="with --own-states: own partial solutions kept per problem (default: 2)")
     sub.add_argument("--threshold", type=float, default=0.0,
                      help="a state is in S_good iff its statistic exceeds this (default: 0)")
     sub.add_argument("--criterion", choices=("lower", "point"), default="lower",
@@ -44,10 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pope_env.errors import ConfigError
 
-    if args.states:
+    if args.states or args.own_states:
         if not args.dataset:
-            raise ConfigError("--states needs --dataset, the dataset its problem ids belong to")
-        return _run_states(args)
+            raise ConfigError("--states and --own-states need --dataset, the dataset of the problems")
+        return _run_own_states(args) if args.own_states else _run_states(args)
     from pope_env.io import read_jsonl
     from pope_env.reach import ReachSet, transfer_report, transfer_table
 
@@ -76,4 +84,26 @@ def _run_states(args: argparse.Namespace) -> int:
     )
     print(states_table(estimates, confidence=args.confidence, threshold=args.threshold,
                        criterion=args.criterion))
+    return 0
+
+
+def _run_own_states(args: argparse.Namespace) -> int:
+    from pope_env.datasets import load_dataset
+    from pope_env.guidance import state_messages, state_text
+    from pope_env.hard_split import load_split
+    from pope_env.own_states import own_state_overlap
+
+    problems = load_dataset(args.dataset)
+    if args.split:
+        hard = set(load_split(args.split, dataset=args.dataset).hard_ids)
+        problems = [p for p in problems if p.id in hard]
+    problems = problems[: args.limit]
+    render = state_messages if args.prompt_format == "chat" else state_text
+    report = own_state_overlap(
+        problems, make_policy(args), k=args.k, states_per_problem=args.states_per_problem, seed=args.seed,
+        sampling=make_sampling(args), render_state=lambda p, steps: render(p, list(steps)),
+        threshold=args.threshold, confidence=args.confidence, criterion=args.criterion,
+        progress=not args.no_progress,
+    )
+    print(report.table(max_rows=args.max_rows))
     return 0
