@@ -18,6 +18,8 @@ rewards and SWE rewards run through the same code.
 
 from __future__ import annotations
 
+import dataclasses
+
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -417,9 +419,13 @@ class DynamicSampler:
                 )
             want = num_groups - len(kept)
             items = self.source.next_items(want)
+            sampling = self.sampling
+            if sampling.seed is not None and report.rounds:
+                # a refill must not replay the first round's random draws
+                sampling = dataclasses.replace(sampling, seed=(sampling.seed + 7919 * report.rounds) & 0x7FFFFFFF)
             groups = collect_groups(
                 self.policy, items, self.reward_fn, n=self.group_size,
-                sampling=self.sampling, success_threshold=self.success_threshold,
+                sampling=sampling, success_threshold=self.success_threshold,
             )
             report.rounds += 1
             report.sampled += len(groups)

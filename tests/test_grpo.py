@@ -179,9 +179,11 @@ class ScriptedPolicy:
     def __init__(self, answers):
         self.answers = answers
         self.calls = 0
+        self.seeds = []
 
     def generate(self, prompts, *, n=1, sampling=SamplingParams()):
         self.calls += 1
+        self.seeds.append(sampling.seed)
         return [[Generation(text=self.answers[p][j % len(self.answers[p])], prompt_ids=(1,), token_ids=(2, 3),
                             logprobs=(-1.0, -1.0)) for j in range(n)] for p in prompts]
 
@@ -221,6 +223,15 @@ def test_dynamic_sampling_gives_up_with_a_clear_error():
     with pytest.raises(DynamicSamplingError, match=r"kept 0/2 groups after 3 rounds"):
         sampler.sample(2)
     assert pol.calls == 3
+
+
+def test_refill_rounds_of_seeded_sampling_draw_new_samples():
+    pol = ScriptedPolicy({"e": ["e"], "h": ["?"]})
+    sampler = DynamicSampler(pol, ShuffledItems(_items(["e", "h"])), exact_reward, group_size=4,
+                             sampling=SamplingParams(seed=5), min_std=0.0, max_refill_rounds=3)
+    with pytest.raises(DynamicSamplingError):
+        sampler.sample(2)
+    assert pol.seeds[0] == 5 and len(set(pol.seeds)) == len(pol.seeds) == 4
 
 
 def test_sampler_refuses_group_size_one():
