@@ -215,7 +215,7 @@ class HFPolicy:
         reasons = ["length"] * batch
         tail = 4 * max((len(x) for x in sampling.stop), default=0) + 4  # tokens that can hold a stop string
         matched: list[str | None] = [None] * batch  # the stop string that ended each row
-        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        finished = [False] * batch  # per-row flags in Python: indexing a tensor per row is slow
         cache = None
         step_ids, step_pos = input_ids, positions
         for _ in range(sampling.max_new_tokens):
@@ -231,16 +231,16 @@ class HFPolicy:
             logits = out.logits[:, -1, :].float()
             next_ids = _sample(logits, sampling, generator)
             token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, next_ids[:, None])[:, 0]
-            is_eos = torch.isin(next_ids, eos) if len(eos) else torch.zeros_like(done)
+            is_eos = torch.isin(next_ids, eos) if len(eos) else torch.zeros_like(next_ids, dtype=torch.bool)
             ids_list, lp_list, eos_list = next_ids.tolist(), token_logprobs.tolist(), is_eos.tolist()
             for b in range(batch):
-                if done[b]:
+                if finished[b]:
                     continue
                 tokens[b].append(ids_list[b])
                 logprobs[b].append(lp_list[b])
                 if eos_list[b]:
                     texts[b], reasons[b] = self._decode(tokens[b][:-1]), "stop"
-                    done[b] = True
+                    finished[b] = True
                 elif sampling.stop and _first_stop(self._decode(tokens[b][-tail:]), sampling.stop) is not None:
                     # Cheap check on the last few tokens first; a stop string that appears
                     # now was completed by this token, so the full text's first match is it.
@@ -248,9 +248,10 @@ class HFPolicy:
                     hit = _first_stop(text, sampling.stop)
                     if hit is not None:
                         texts[b], reasons[b], matched[b] = text[: hit[0]], "stop", hit[1]
-                        done[b] = True
-            if bool(done.all()):
+                        finished[b] = True
+            if all(finished):
                 break
+            done = torch.tensor(finished, dtype=torch.bool, device=device)
             next_ids = torch.where(done, torch.full_like(next_ids, pad_id), next_ids)
             step_ids = next_ids[:, None]
             step_pos = positions[:, -1:] + 1

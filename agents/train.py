@@ -411,8 +411,11 @@ class Trainer:
         if is_main:
             self._trim_logs()
         acc.wait_for_everyone()
-        log = JsonlAppender(self.output_dir / "train_log.jsonl") if is_main else None
-        eval_log = JsonlAppender(self.output_dir / "eval_log.jsonl") if is_main else None
+        # Log lines after the last checkpoint are trimmed on resume anyway, so they are made
+        # durable together with each checkpoint instead of one fsync per line.
+        log = JsonlAppender(self.output_dir / "train_log.jsonl", fsync=False) if is_main else None
+        eval_log = JsonlAppender(self.output_dir / "eval_log.jsonl", fsync=False) if is_main else None
+        logs = [f for f in (log, eval_log) if f is not None]
         tb = self._tensorboard() if is_main else None
         start_wall = time.perf_counter()
         bar = tqdm(total=cfg.total_steps, initial=self.step, desc=f"train {cfg.method}",
@@ -438,14 +441,14 @@ class Trainer:
                 if self.eval_items and step > cfg.sft_steps and (last or (cfg.eval_every and step % cfg.eval_every == 0)):
                     self._evaluate(eval_log, tb)
                 if self.consecutive_nonfinite >= cfg.max_consecutive_nonfinite:
-                    self._save_checkpoint()
+                    self._save_checkpoint(logs)
                     raise TrainingDivergedError(
                         f"{self.consecutive_nonfinite} consecutive steps had a non-finite loss or "
                         f"gradient (last at step {step}); lower the learning rate or check the "
                         "rewards and the model's numerics. Logs: " + str(self.output_dir / "train_log.jsonl")
                     )
                 if last or step % cfg.save_every == 0:
-                    self._save_checkpoint()
+                    self._save_checkpoint(logs)
                 bar.update(1)
                 bar.set_postfix({k: f"{record[k]:.3g}" for k in ("reward", "loss") if isinstance(record.get(k), float)})
         finally:
@@ -626,7 +629,9 @@ class Trainer:
             state["learner_rng"] = get_rng()
         return state
 
-    def _save_checkpoint(self) -> None:
+    def _save_checkpoint(self, logs: Sequence[JsonlAppender] = ()) -> None:
+        """Write a checkpoint of this step atomically, after making ``logs`` durable (a
+        checkpoint must never be ahead of the log records it resumes after)."""
         from accelerate.utils import gather_object
 
         acc = self.accelerator
@@ -636,6 +641,8 @@ class Trainer:
         tmp = self.ckpt_root / f".{name}.tmp"
         previous = self._latest_name()
         try:
+            for f in logs:
+                f.sync()
             if acc.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir(parents=True)

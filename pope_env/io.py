@@ -121,6 +121,12 @@ class JsonlAppender:
         if self._fsync:
             os.fsync(self._f.fileno())
 
+    def sync(self) -> None:
+        """Make every record appended so far durable (for appenders opened with
+        ``fsync=False``, which then choose when to pay for it)."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
     def close(self) -> None:
         self._f.close()
 
