@@ -11,7 +11,9 @@ can change any stage::
 3. ``build_source(get_method("pope"), ...)`` mixes guided (``i*`` steps shown) and unguided
    prompts of the hard problems exactly 1:1 in every batch;
 4. ``Trainer`` runs GRPO and evaluates unguided pass@k on the hard set, writing logs,
-   checkpoints, ``report.json`` and ``passk.png`` to ``--out`` (re-run to resume).
+   checkpoints, ``report.json`` and ``passk.png`` to ``--out`` (re-run to resume); its eval
+   hook ``OwnStateReachHook`` also logs how often the model's own unguided partial
+   solutions fall into S_good (``s_good_overlap``), the overlap POPE credits for transfer.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> None:
     from pope_env.agents.hf_policy import HFPolicy
     from pope_env.agents.methods import build_source, default_renderer, get_method, guidance_segments, make_items
     from pope_env.agents.policy import SamplingParams
+    from pope_env.agents.reach_hook import OwnStateReachHook
     from pope_env.agents.rollout import math_reward
     from pope_env.agents.train import TrainConfig, Trainer
     from pope_env.datasets import load_dataset
@@ -65,11 +68,13 @@ def main() -> None:
         method="pope", steps=args.steps, prompts_per_step=4, group_size=4, sampling=sampling,
         grpo=method.grpo_config(GRPOConfig(lr=1e-6, micro_batch_size=4)), eval_every=5, eval_k=4, save_every=5,
     )
+    overlap = OwnStateReachHook(hard[:8], k=2, sampling=sampling, details=out / "pope" / "own_states.jsonl")
     trainer = Trainer(policy, build_source(method, render, hard=hard, guidance=segments), math_reward(), config,
-                      out / "pope", eval_items=make_items(hard, render))
+                      out / "pope", eval_items=make_items(hard, render), eval_hooks=[overlap])
     result = trainer.train()
     for e in result.evals:
-        print(f"step {e['step']:4d}  unguided hard pass@4 {e['pass@4']:.3f}")
+        print(f"step {e['step']:4d}  unguided hard pass@4 {e['pass@4']:.3f}  "
+              f"own states in S_good {e['s_good_overlap']:.3f}")
     print(f"solved set: {result.solved_set_size} problems; logs and plot in {out / 'pope'}")
 
 
