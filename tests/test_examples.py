@@ -46,3 +46,10 @@ def test_custom_agent_example_trains_its_gru(tmp_path):
     res = _run("custom_agent.py", "--steps", "2", "--sft-steps", "2", "--out", str(tmp_path))
     assert "pass@4 over training:" in res.stdout and "(gold " in res.stdout
     assert len((tmp_path / "train_log.jsonl").read_text().splitlines()) == 4  # 2 SFT + 2 GRPO steps
+
+
+def test_trl_reward_example_trains_with_our_reward_inside_trl(tmp_path):
+    pytest.importorskip("trl")
+    res = _run("trl_reward.py", "--tiny", "--steps", "1", "--limit", "4", "--max-new-tokens", "8",
+               "--out", str(tmp_path))
+    assert "mean reward per step (math_reward): [" in res.stdout
