@@ -49,7 +49,8 @@ class TokenLogprobs(NamedTuple):
     Attributes:
         logprobs: ``[B, T]`` float tensor, ``log pi_theta(token)`` at temperature 1 (with
             gradients when computed with grad enabled); 0 at padded positions.
-        mask: ``[B, T]`` float tensor, 1 for real completion tokens, 0 for padding.
+        mask: ``[B, T]`` tensor, 1 (or True) for real completion tokens, 0 for padding;
+            float or bool.
         entropy: ``[B, T]`` per-token entropy of ``pi_theta`` (nats) when asked for, else
             ``None``.
     """

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -31,21 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 torch = require("torch", "train")
 
-
-class TokenLogprobs(NamedTuple):
-    """Per-token log-probs of completions under the current model, padded on the right.
-
-    Attributes:
-        logprobs: ``float32 [B, T]``; ``logprobs[b, j] = log p(completion_b[j] | prompt_b,
-            completion_b[:j])`` at temperature 1; ``T`` is the longest completion; padding is 0.
-        mask: ``bool [B, T]``; true where ``j < len(completion_b)``.
-        entropy: ``float32 [B, T]`` entropy (nats) of the next-token distribution at the same
-            positions when ``with_entropy=True``, else ``None``; padding is 0.
-    """
-
-    logprobs: "torch.Tensor"
-    mask: "torch.Tensor"
-    entropy: "torch.Tensor | None"
+from pope_env.agents.grpo import TokenLogprobs  # noqa: E402  (after the torch check; re-exported)
 
 
 class ChatTemplateError(ConfigError):
