@@ -171,10 +171,24 @@ def pretrain(
     log: Callable[[str], None] = print,
 ) -> CharLMPolicy:
     """The base policy for ``cfg``: loaded from the cache if present, else trained (resuming
-    from a checkpoint if an earlier run was interrupted) and cached."""
+    from a checkpoint if an earlier run was interrupted) and cached.
+
+    Training runs on one intra-op thread whatever the caller set: the thread count changes
+    the order of floating-point reductions, so over many steps it would change the weights
+    cached under the same config hash.
+    """
     folder = folder or base_dir(cfg)
     if (folder / "model.pt").exists():
         return CharLMPolicy.load(folder)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_base(cfg, folder, progress=progress, log=log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_base(cfg: PretrainConfig, folder: Path, *, progress: bool, log: Callable[[str], None]) -> CharLMPolicy:
     torch.manual_seed(cfg.seed)
     policy = CharLMPolicy(CharTransformer(cfg.model))
     model = policy.model
