@@ -160,7 +160,7 @@ def run_hard_split(
         k=k,
         seed=seed,
         chunk_size=probe.chunk_size,
-        prompt_format=prompt_format,
+        prompt_format=probe.prompt_format_name,
         sampling={"temperature": probe.sampling.temperature, "top_p": probe.sampling.top_p,
                   "max_new_tokens": probe.sampling.max_new_tokens},
     )
