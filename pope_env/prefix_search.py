@@ -15,9 +15,11 @@ Measurement. ``successes(x, i)`` is measured by :class:`PrefixProbe`: ``k`` samp
 roll-in prompt at state ``i``, drawn in chunks of ``chunk_size`` whose sampling seed is
 derived from ``(seed, problem id, i, chunk index)`` only, never from the order of work. So
 a measurement is the same random event for every strategy, every run and every resume;
-strategies differ only in *which* states they measure and whether they stop a
-measurement at its first success (early stopping), which changes the rollouts spent but not
-the success verdict.
+strategies differ only in *which* states they measure, in how many installments (a state's
+chunks can be drawn a few at a time, continuing where the last installment stopped), and
+whether they stop a measurement at its first success (early stopping), which changes the
+rollouts spent but not the success verdict. A success in any chunk proves a state
+solvable; a state is a failure only once all ``k`` samples failed.
 
 Strategies (:data:`STRATEGIES`):
 
@@ -30,12 +32,19 @@ Strategies (:data:`STRATEGIES`):
   costs all ``k`` samples while a success usually costs one chunk, and success rises with
   i on hard problems, so the search is built to measure few failing states: two when
   i* = cap (states 1 and cap - 1), one when no prefix works (the cap), none when i* = 1.
+* ``scouting``: draw *one chunk* of states ``1, 2, ...`` until one succeeds, then finish the
+  state just below the lowest success (stopping at its first success; a success moves the
+  search one state down). Only the verified failure ``i* - 1`` (or the cap, when no prefix
+  works) costs all ``k`` samples; every state below it costs one chunk, where the linear scan
+  pays ``k``.
 
 Guarantee. Every i* returned is *verified*: ``i*`` was measured with a success and ``i* - 1``
-was measured without one (or ``i* = 1``). Success is monotone in i only in expectation, so
-``galloping`` returns the linear scan's i* exactly when no state below the failure it
-found would have succeeded (a "lucky" success the scan meets first); then both agree
-because they measure the same events. ``bench/prefix_search.py`` measures how often.
+was measured with all ``k`` samples and without a success (or ``i* = 1``). Success is
+monotone in i only in expectation, so ``galloping`` and ``scouting`` return the linear scan's
+i* exactly when no state below the failure they verified would have succeeded (a "lucky"
+success the scan meets first); then they agree because they measure the same events
+(``scouting`` catches such a success when it falls in the one chunk it drew there).
+``bench/prefix_search.py`` measures how often.
 
 Guidance file (JSONL, :func:`load_guidance`): a header line, then one line per problem::
 
@@ -47,7 +56,10 @@ Guidance file (JSONL, :func:`load_guidance`): a header line, then one line per p
      "evidence": [[5, 1, 2], [1, 0, 8], [4, 1, 2], [2, 0, 8], [3, 1, 2]]}
 
 ``segment`` is the ``[start, stop)`` range of oracle steps to show (``[0, i*]`` for a found
-prefix); ``evidence`` lists every ``[i, successes, samples]`` measured, in order. The file is
+prefix); ``evidence`` lists every ``[i, successes, samples]`` measured, in order, one row per
+installment (a state measured in two installments has two rows;
+:meth:`GuidanceRecord.by_state` sums them). ``prompt_format`` is ``"chat"``, ``"text"`` or
+``"custom:<module>.<name>"`` for a callable renderer. The file is
 appended one finished problem at a time (fsync'd), so a crash loses at most the problem in
 flight; re-running with the same settings skips finished problems, and a file made with
 other settings (dataset, model, k, seed, ...) is refused with the mismatch named.
@@ -340,26 +352,36 @@ def galloping_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | No
     return success
 
 
-def scouting_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | None:
+def scouting_search(
+    probe: PrefixProbe, problem: Problem, cap: int, *, scout_chunks: int = 1
+) -> int | None:
     """Scout upward with one chunk per state, then confirm downward; a verified i*.
 
-    1. *Scout*: draw the first chunk of states ``1, 2, ...`` and stop at the first success:
-       the lowest state proven solvable, ``lowest`` (none up to the cap: ``cap + 1``). One
-       chunk per state, so the states below i*, which the linear scan pays ``k`` samples
-       each for, cost one chunk each here.
+    1. *Scout*: draw the first ``scout_chunks`` chunks (stopping at a success) of states
+       ``1, 2, ...`` and stop at the first state with a success: the lowest state proven
+       solvable, ``lowest`` (none up to the cap: ``cap + 1``). The states below i*, which
+       the linear scan pays ``k`` samples each for, cost ``scout_chunks`` chunks each here.
     2. *Confirm*: finish the state ``lowest - 1`` (its remaining chunks, stopping at the first
-       success; its scouted chunk is reused, never redrawn). All ``k`` samples failed: it is a
+       success; scouted chunks are reused, never redrawn). All ``k`` samples failed: it is a
        verified failure and ``lowest`` is i* (``cap + 1``: no prefix works). A success
        makes it the new ``lowest``, and the state below is confirmed next.
 
     The only state that costs all ``k`` samples is the verified failure ``i* - 1`` (the cap
     when no prefix works); i* = 1 costs one chunk when the first one succeeds. Like
-    :func:`galloping_search` it trusts that states below a verified failure fail too, but
-    each of them was scouted with one chunk, so a "lucky" success there (one the linear
-    scan would meet first) is caught when it falls in that chunk.
+    :func:`galloping_search` it trusts that states below a verified failure fail too. It
+    returns the linear scan's i* unless the scouts miss the success at that state (it lies
+    beyond the scouted chunks) *and* some state between it and the lowest scouted success
+    fails all ``k`` samples (success is not monotone there). ``scout_chunks`` trades
+    rollouts for agreement: with ``scout_chunks = n_chunks`` this is the linear scan with
+    early stopping, which always agrees.
+
+    Raises:
+        ConfigError: ``scout_chunks`` is not a positive integer.
     """
-    lowest = next((i for i in range(1, cap + 1)
-                   if probe.measure(problem, i, early_stop=True, max_chunks=1).successes), cap + 1)
+    if isinstance(scout_chunks, bool) or not isinstance(scout_chunks, int) or scout_chunks < 1:
+        raise ConfigError(f"scout_chunks must be an integer >= 1, got {scout_chunks!r}")
+    lowest = next((i for i in range(1, cap + 1) if probe.measure(
+        problem, i, early_stop=True, max_chunks=scout_chunks).successes), cap + 1)
     while lowest > 1 and probe.measure(problem, lowest - 1, early_stop=True).successes:
         lowest -= 1
     return lowest if lowest <= cap else None
@@ -621,7 +643,7 @@ def run_prefix_search(
     dataset: str,
     out: PathLike,
     k: int = 8,
-    strategy: str = "galloping",
+    strategy: "str | SearchStrategy" = "galloping",
     seed: int = 0,
     scorer: Scorer | None = None,
     sampling: "SamplingParams | None" = None,
@@ -640,7 +662,8 @@ def run_prefix_search(
         out: Guidance file; if it exists with the same settings, finished problems are
             skipped; corrupted lines are reported by number, dropped, and redone.
         k: Samples per measured state.
-        strategy: A name in :data:`STRATEGIES`.
+        strategy: A name in :data:`STRATEGIES`, or a :class:`SearchStrategy` (a variant
+            with other parameters, say); the header records its name.
         seed: Root seed of all sampling and of the fallback segments.
         scorer: Verdicts per completion; default :func:`default_scorer` (math-verify).
         sampling: Sampling settings (default: temperature 1, the policy contract's defaults).
@@ -660,7 +683,7 @@ def run_prefix_search(
         DataFormatError: some problems cannot be guided and ``skip_unusable`` is false.
         ConfigError: ``k < 1`` or a bad ``chunk_size`` / ``prompt_format``.
     """
-    search = get_strategy(strategy)
+    search = strategy if isinstance(strategy, SearchStrategy) else get_strategy(strategy)
     probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
                         sampling=sampling, config=config, prompt_format=prompt_format)
     header = GuidanceHeader(
@@ -668,7 +691,7 @@ def run_prefix_search(
         model=str(getattr(policy, "name", type(policy).__name__)),
         k=k,
         seed=seed,
-        strategy=strategy,
+        strategy=search.name,
         chunk_size=probe.chunk_size,
         prompt_format=probe.prompt_format_name,
         sampling={"temperature": probe.sampling.temperature, "top_p": probe.sampling.top_p,
@@ -690,7 +713,7 @@ def run_prefix_search(
     from tqdm.auto import tqdm
 
     remaining = [p for p in todo if p.id not in done]
-    bar = tqdm(total=len(todo), initial=len(todo) - len(remaining), desc=f"prefix search ({strategy})",
+    bar = tqdm(total=len(todo), initial=len(todo) - len(remaining), desc=f"prefix search ({search.name})",
                unit="problem", disable=not progress)
     rollouts = 0
     with JsonlAppender(out) as sink:

@@ -3,6 +3,7 @@ crash-resume, the fallback segment and the guidance file's bad-input handling.""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,9 +22,11 @@ from pope_env.prefix_search import (
     GuidanceRecord,
     Measurement,
     PrefixProbe,
+    SearchStrategy,
     fallback_segment,
     load_guidance,
     run_prefix_search,
+    scouting_search,
 )
 from pope_env.problem import Problem
 
@@ -76,6 +79,22 @@ def test_scouting_finds_the_linear_i_star_with_fewer_rollouts(tmp_path):
         for m in linear[pid].evidence:
             if measured.get(m.prefix_len, Measurement(0, 0, 0)).samples == 8:
                 assert m == measured[m.prefix_len]
+
+
+def test_scouting_with_every_chunk_per_scout_is_the_linear_scan_with_early_stop(tmp_path):
+    linear = search(tmp_path / "linear.jsonl", "linear", error_rate=0.6)
+    full = SearchStrategy("scouting-full", functools.partial(scouting_search, scout_chunks=4),
+                          "scouting, all 4 chunks per scout")
+    scout = search(tmp_path / "full.jsonl", full, error_rate=0.6)
+    assert scout.header.strategy == "scouting-full"
+    for pid, r in linear.records.items():
+        assert scout[pid].i_star == r.i_star
+        # the same states, all k samples each, but the last stops at its first success
+        assert [m.prefix_len for m in scout[pid].evidence] == [m.prefix_len for m in r.evidence]
+        assert scout[pid].evidence[:-1] == r.evidence[:-1]
+    with pytest.raises(ConfigError, match="scout_chunks must be an integer >= 1"):
+        search(tmp_path / "bad.jsonl", SearchStrategy(
+            "bad", functools.partial(scouting_search, scout_chunks=0), "bad"), problems=PROBLEMS[:1])
 
 
 def test_scouting_falls_back_after_one_failed_cap(tmp_path):
