@@ -355,7 +355,7 @@ def galloping_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | No
 def scouting_search(
     probe: PrefixProbe, problem: Problem, cap: int, *, scout_chunks: int = 1
 ) -> int | None:
-    """Scout upward with one chunk per state, then confirm downward; a verified i*.
+    """Scout upward with ``scout_chunks`` chunks per state, then confirm downward; a verified i*.
 
     1. *Scout*: draw the first ``scout_chunks`` chunks (stopping at a success) of states
        ``1, 2, ...`` and stop at the first state with a success: the lowest state proven
@@ -408,8 +408,8 @@ STRATEGIES: dict[str, SearchStrategy] = {
         SearchStrategy(
             "scouting",
             scouting_search,
-            "one chunk per state from the cap down, then finish the state below the lowest "
-            "success; only i* - 1 costs all k samples",
+            "one chunk per state from i = 1 up to the first success, then finish the states "
+            "below it; only i* - 1 costs all k samples",
         ),
     )
 }
