@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from pope_env.prefix_search import PrefixProbe, Scorer
 from pope_env.problem import Problem
 
 if TYPE_CHECKING:
-    from pope_env.agents.policy import Policy, SamplingParams
+    from pope_env.agents.policy import Policy, Prompt, SamplingParams
 
 SPLIT_KIND = "pope-hard-split"
 SPLIT_VERSION = 1
@@ -140,7 +140,7 @@ def run_hard_split(
     sampling: "SamplingParams | None" = None,
     chunk_size: int | None = None,
     config: GuidanceConfig = DEFAULT_CONFIG,
-    prompt_format: str = "chat",
+    prompt_format: "str | Callable[[Problem, int], Prompt]" = "chat",
     progress: bool = True,
 ) -> HardSplit:
     """Measure unguided pass@k of every problem and write the split file ``out`` (resumable).
@@ -160,7 +160,7 @@ def run_hard_split(
         k=k,
         seed=seed,
         chunk_size=probe.chunk_size,
-        prompt_format=prompt_format,
+        prompt_format=probe.prompt_format_name,
         sampling={"temperature": probe.sampling.temperature, "top_p": probe.sampling.top_p,
                   "max_new_tokens": probe.sampling.max_new_tokens},
     )

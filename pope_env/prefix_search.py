@@ -15,9 +15,11 @@ Measurement. ``successes(x, i)`` is measured by :class:`PrefixProbe`: ``k`` samp
 roll-in prompt at state ``i``, drawn in chunks of ``chunk_size`` whose sampling seed is
 derived from ``(seed, problem id, i, chunk index)`` only, never from the order of work. So
 a measurement is the same random event for every strategy, every run and every resume;
-strategies differ only in *which* states they measure and whether they stop a
-measurement at its first success (early stopping), which changes the rollouts spent but not
-the success verdict.
+strategies differ only in *which* states they measure, in how many installments (a state's
+chunks can be drawn a few at a time, continuing where the last installment stopped), and
+whether they stop a measurement at its first success (early stopping), which changes the
+rollouts spent but not the success verdict. A success in any chunk proves a state
+solvable; a state is a failure only once all ``k`` samples failed.
 
 Strategies (:data:`STRATEGIES`):
 
@@ -30,12 +32,19 @@ Strategies (:data:`STRATEGIES`):
   costs all ``k`` samples while a success usually costs one chunk, and success rises with
   i on hard problems, so the search is built to measure few failing states: two when
   i* = cap (states 1 and cap - 1), one when no prefix works (the cap), none when i* = 1.
+* ``scouting``: draw *one chunk* of states ``1, 2, ...`` until one succeeds, then finish the
+  state just below the lowest success (stopping at its first success; a success moves the
+  search one state down). Only the verified failure ``i* - 1`` (or the cap, when no prefix
+  works) costs all ``k`` samples; every state below it costs one chunk, where the linear scan
+  pays ``k``.
 
 Guarantee. Every i* returned is *verified*: ``i*`` was measured with a success and ``i* - 1``
-was measured without one (or ``i* = 1``). Success is monotone in i only in expectation, so
-``galloping`` returns the linear scan's i* exactly when no state below the failure it
-found would have succeeded (a "lucky" success the scan meets first); then both agree
-because they measure the same events. ``bench/prefix_search.py`` measures how often.
+was measured with all ``k`` samples and without a success (or ``i* = 1``). Success is
+monotone in i only in expectation, so ``galloping`` and ``scouting`` return the linear scan's
+i* exactly when no state below the failure they verified would have succeeded (a "lucky"
+success the scan meets first); then they agree because they measure the same events
+(``scouting`` catches such a success when it falls in the one chunk it drew there).
+``bench/prefix_search.py`` measures how often.
 
 Guidance file (JSONL, :func:`load_guidance`): a header line, then one line per problem::
 
@@ -47,7 +56,10 @@ Guidance file (JSONL, :func:`load_guidance`): a header line, then one line per p
      "evidence": [[5, 1, 2], [1, 0, 8], [4, 1, 2], [2, 0, 8], [3, 1, 2]]}
 
 ``segment`` is the ``[start, stop)`` range of oracle steps to show (``[0, i*]`` for a found
-prefix); ``evidence`` lists every ``[i, successes, samples]`` measured, in order. The file is
+prefix); ``evidence`` lists every ``[i, successes, samples]`` measured, in order, one row per
+installment (a state measured in two installments has two rows;
+:meth:`GuidanceRecord.by_state` sums them). ``prompt_format`` is ``"chat"``, ``"text"`` or
+``"custom:<module>.<name>"`` for a callable renderer. The file is
 appended one finished problem at a time (fsync'd), so a crash loses at most the problem in
 flight; re-running with the same settings skips finished problems, and a file made with
 other settings (dataset, model, k, seed, ...) is refused with the mismatch named.
@@ -120,13 +132,39 @@ class Measurement:
         return cls(int(i), int(s), int(n))
 
 
+def prompt_format_name(prompt_format: "str | Callable[[Problem, int], Prompt]") -> str:
+    """How a guidance or split header records ``prompt_format``.
+
+    ``"chat"`` and ``"text"`` are recorded as themselves; a callable as
+    ``"custom:<module>.<qualified name>"`` (so a resume with another renderer is refused).
+
+    Raises:
+        ConfigError: ``prompt_format`` is neither a known name nor a callable.
+    """
+    if callable(prompt_format):
+        module = getattr(prompt_format, "__module__", None) or "?"
+        name = getattr(prompt_format, "__qualname__", None) or type(prompt_format).__qualname__
+        return f"custom:{module}.{name}"
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(
+            f"prompt_format must be one of {PROMPT_FORMATS} or a callable (problem, prefix_len) "
+            f"-> prompt, got {prompt_format!r}"
+        )
+    return prompt_format
+
+
 class PrefixProbe:
     """Measures whether a policy solves a problem from roll-in state ``i`` in ``k`` samples.
 
-    The k samples are drawn in chunks of ``chunk_size`` (one ``policy.generate`` call with
-    ``n=chunk`` each); chunk ``j`` of state ``i`` of problem ``x`` is sampled with seed
-    ``derive_seed(seed, x.id, i, j)``. With ``early_stop`` the measurement ends after the
-    first chunk holding a success. Every call is recorded in :attr:`log`.
+    The k samples are drawn in ``n_chunks`` chunks of ``chunk_size`` (one ``policy.generate``
+    call with ``n=chunk`` each; the last chunk may be smaller); chunk ``j`` of state ``i`` of
+    problem ``x`` is sampled with seed ``derive_seed(seed, x.id, i, j)``, whatever the order of
+    work. A state is measured in *installments*: :meth:`measure` continues the state from its
+    next undrawn chunk, so a strategy can scout many states with one chunk each
+    (``max_chunks=1``) and later finish the one it needs. A success in any chunk proves the
+    state solvable (:meth:`is_success`); a state is a failure only once all ``k`` samples
+    failed (:meth:`is_failure`). Every installment is recorded in :attr:`log`;
+    :meth:`reset` forgets all progress (the search calls it before each problem).
 
     Args:
         policy: Anything with the :class:`~pope_env.agents.policy.Policy` ``generate``.
@@ -137,8 +175,11 @@ class PrefixProbe:
         seed: Root seed.
         chunk_size: Samples per ``generate`` call (``1..k``); default ``max(1, k // 4)``.
         sampling: Temperature, top-p and token budget; its ``seed`` is replaced per chunk.
-        config: Prompt wording.
-        prompt_format: ``"chat"`` (messages) or ``"text"`` (plain text).
+        config: Prompt wording (for the ``"chat"`` and ``"text"`` formats).
+        prompt_format: ``"chat"`` (messages), ``"text"`` (plain text), or a callable
+            ``(problem, prefix_len) -> prompt`` for a policy with its own prompt layout (a
+            non-chat char-level model, say); headers record it by
+            :func:`prompt_format_name`.
     """
 
     def __init__(
@@ -151,15 +192,14 @@ class PrefixProbe:
         chunk_size: int | None = None,
         sampling: "SamplingParams | None" = None,
         config: GuidanceConfig = DEFAULT_CONFIG,
-        prompt_format: str = "chat",
+        prompt_format: "str | Callable[[Problem, int], Prompt]" = "chat",
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"k must be an integer >= 1, got {k!r}")
         chunk = max(1, k // 4) if chunk_size is None else chunk_size
         if not isinstance(chunk, int) or not 1 <= chunk <= k:
             raise ConfigError(f"chunk_size must be in [1, k={k}], got {chunk_size!r}")
-        if prompt_format not in PROMPT_FORMATS:
-            raise ConfigError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+        self.prompt_format_name = prompt_format_name(prompt_format)
         if sampling is None:
             from pope_env.agents.policy import SamplingParams
 
@@ -168,6 +208,7 @@ class PrefixProbe:
         self.k, self.seed, self.chunk_size = k, seed, chunk
         self.sampling, self.config, self.prompt_format = sampling, config, prompt_format
         self.log: list[Measurement] = []
+        self._known: dict[tuple[str, int], _StateProgress] = {}
 
     @property
     def scorer(self) -> Scorer:
@@ -176,33 +217,97 @@ class PrefixProbe:
         return self._scorer
 
     @property
+    def n_chunks(self) -> int:
+        """Chunks per state: ``ceil(k / chunk_size)``."""
+        return math.ceil(self.k / self.chunk_size)
+
+    @property
     def rollouts(self) -> int:
-        """Samples drawn since the log was last cleared."""
+        """Samples drawn since the last :meth:`reset`."""
         return sum(m.samples for m in self.log)
 
+    def reset(self) -> None:
+        """Forget every state's progress and clear the log."""
+        self.log = []
+        self._known = {}
+
     def prompt(self, problem: Problem, prefix_len: int, start: int = 0) -> "Prompt":
+        if callable(self.prompt_format):
+            if start:
+                raise ConfigError("a custom prompt_format renders prefixes only (start must be 0)")
+            return self.prompt_format(problem, prefix_len)
         if self.prompt_format == "chat":
             return guided_messages(problem, prefix_len, self.config, start=start)
         return guided_text(problem, prefix_len, self.config, start=start)
 
-    def measure(self, problem: Problem, prefix_len: int, *, early_stop: bool) -> Measurement:
-        """Sample state ``prefix_len`` (``0`` = unguided) and count successes."""
-        prompt = self.prompt(problem, prefix_len)
+    def known(self, problem: Problem, prefix_len: int) -> Measurement:
+        """The state's totals so far (``samples == 0`` if it was never measured)."""
+        progress = self._known.get((problem.id, prefix_len))
+        if progress is None:
+            return Measurement(prefix_len, 0, 0)
+        return Measurement(prefix_len, progress.successes, progress.samples)
+
+    def chunks_drawn(self, problem: Problem, prefix_len: int) -> int:
+        """Chunks of the state drawn so far (``0..n_chunks``)."""
+        progress = self._known.get((problem.id, prefix_len))
+        return 0 if progress is None else progress.chunks
+
+    def is_success(self, problem: Problem, prefix_len: int) -> bool:
+        """True once some sample of the state succeeded (the state is proven solvable)."""
+        return self.known(problem, prefix_len).successes > 0
+
+    def is_failure(self, problem: Problem, prefix_len: int) -> bool:
+        """True once all ``k`` samples of the state were drawn and none succeeded."""
+        m = self.known(problem, prefix_len)
+        return m.samples == self.k and m.successes == 0
+
+    def measure(
+        self, problem: Problem, prefix_len: int, *, early_stop: bool, max_chunks: int | None = None
+    ) -> Measurement:
+        """Sample state ``prefix_len`` (``0`` = unguided) further; the state's totals so far.
+
+        Draws the state's next undrawn chunks, at most ``max_chunks`` of them (``None``: up to
+        all ``k`` samples). With ``early_stop`` nothing more is drawn once the state holds a
+        success. Each call that draws something appends one installment
+        ``Measurement(prefix_len, successes, samples)`` to :attr:`log`.
+
+        Raises:
+            ConfigError: ``max_chunks`` is not a positive integer.
+        """
+        if max_chunks is not None and (isinstance(max_chunks, bool) or not isinstance(max_chunks, int)
+                                       or max_chunks < 1):
+            raise ConfigError(f"max_chunks must be an integer >= 1 or None, got {max_chunks!r}")
+        progress = self._known.setdefault((problem.id, prefix_len), _StateProgress())
+        budget = self.n_chunks if max_chunks is None else max_chunks
+        prompt = None
         successes = samples = 0
-        for chunk_index in range(math.ceil(self.k / self.chunk_size)):
-            n = min(self.chunk_size, self.k - samples)
+        while budget and progress.chunks < self.n_chunks and not (early_stop and progress.successes):
+            if prompt is None:
+                prompt = self.prompt(problem, prefix_len)
+            n = min(self.chunk_size, self.k - progress.samples)
             sampling = dataclasses.replace(
-                self.sampling, seed=derive_seed(self.seed, problem.id, prefix_len, chunk_index)
+                self.sampling, seed=derive_seed(self.seed, problem.id, prefix_len, progress.chunks)
             )
             (group,) = self.policy.generate([prompt], n=n, sampling=sampling)
-            verdicts = self.scorer([g.text for g in group], problem)
-            successes += sum(bool(v) for v in verdicts)
+            hits = sum(bool(v) for v in self.scorer([g.text for g in group], problem))
+            progress.chunks += 1
+            progress.samples += n
+            progress.successes += hits
+            successes += hits
             samples += n
-            if early_stop and successes:
-                break
-        m = Measurement(prefix_len, successes, samples)
-        self.log.append(m)
-        return m
+            budget -= 1
+        if samples:
+            self.log.append(Measurement(prefix_len, successes, samples))
+        return self.known(problem, prefix_len)
+
+
+@dataclasses.dataclass
+class _StateProgress:
+    """How far one state's measurement has got: chunks and samples drawn, successes seen."""
+
+    chunks: int = 0
+    samples: int = 0
+    successes: int = 0
 
 
 # --------------------------------------------------------------------------- strategies
@@ -247,6 +352,41 @@ def galloping_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | No
     return success
 
 
+def scouting_search(
+    probe: PrefixProbe, problem: Problem, cap: int, *, scout_chunks: int = 1
+) -> int | None:
+    """Scout upward with ``scout_chunks`` chunks per state, then confirm downward; a verified i*.
+
+    1. *Scout*: draw the first ``scout_chunks`` chunks (stopping at a success) of states
+       ``1, 2, ...`` and stop at the first state with a success: the lowest state proven
+       solvable, ``lowest`` (none up to the cap: ``cap + 1``). The states below i*, which
+       the linear scan pays ``k`` samples each for, cost ``scout_chunks`` chunks each here.
+    2. *Confirm*: finish the state ``lowest - 1`` (its remaining chunks, stopping at the first
+       success; scouted chunks are reused, never redrawn). All ``k`` samples failed: it is a
+       verified failure and ``lowest`` is i* (``cap + 1``: no prefix works). A success
+       makes it the new ``lowest``, and the state below is confirmed next.
+
+    The only state that costs all ``k`` samples is the verified failure ``i* - 1`` (the cap
+    when no prefix works); i* = 1 costs one chunk when the first one succeeds. Like
+    :func:`galloping_search` it trusts that states below a verified failure fail too. It
+    returns the linear scan's i* unless the scouts miss the success at that state (it lies
+    beyond the scouted chunks) *and* some state between it and the lowest scouted success
+    fails all ``k`` samples (success is not monotone there). ``scout_chunks`` trades
+    rollouts for agreement: with ``scout_chunks = n_chunks`` this is the linear scan with
+    early stopping, which always agrees.
+
+    Raises:
+        ConfigError: ``scout_chunks`` is not a positive integer.
+    """
+    if isinstance(scout_chunks, bool) or not isinstance(scout_chunks, int) or scout_chunks < 1:
+        raise ConfigError(f"scout_chunks must be an integer >= 1, got {scout_chunks!r}")
+    lowest = next((i for i in range(1, cap + 1) if probe.measure(
+        problem, i, early_stop=True, max_chunks=scout_chunks).successes), cap + 1)
+    while lowest > 1 and probe.measure(problem, lowest - 1, early_stop=True).successes:
+        lowest -= 1
+    return lowest if lowest <= cap else None
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchStrategy:
     """A named i* search: ``search(probe, problem, cap) -> i* or None``."""
@@ -264,6 +404,12 @@ STRATEGIES: dict[str, SearchStrategy] = {
             "galloping",
             galloping_search,
             "cap, then 1, then gallop down from the cap and bisect; early stop at the first success",
+        ),
+        SearchStrategy(
+            "scouting",
+            scouting_search,
+            "one chunk per state from i = 1 up to the first success, then finish the states "
+            "below it; only i* - 1 costs all k samples",
         ),
     )
 }
@@ -330,6 +476,15 @@ class GuidanceRecord:
     @property
     def rollouts(self) -> int:
         return sum(m.samples for m in self.evidence)
+
+    def by_state(self) -> dict[int, Measurement]:
+        """Evidence totals per measured state (installments of one state summed)."""
+        out: dict[int, Measurement] = {}
+        for m in self.evidence:
+            seen = out.get(m.prefix_len, Measurement(m.prefix_len, 0, 0))
+            out[m.prefix_len] = Measurement(m.prefix_len, seen.successes + m.successes,
+                                            seen.samples + m.samples)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -459,7 +614,7 @@ def search_problem(
 ) -> GuidanceRecord:
     """Run ``strategy`` on one problem and package the result (fallback included)."""
     cap = check_guidable(problem)
-    probe.log = []
+    probe.reset()
     i_star = strategy.search(probe, problem, cap)
     if i_star is None:
         segment, fallback = fallback_segment(problem, seed), True
@@ -488,13 +643,13 @@ def run_prefix_search(
     dataset: str,
     out: PathLike,
     k: int = 8,
-    strategy: str = "galloping",
+    strategy: "str | SearchStrategy" = "galloping",
     seed: int = 0,
     scorer: Scorer | None = None,
     sampling: "SamplingParams | None" = None,
     chunk_size: int | None = None,
     config: GuidanceConfig = DEFAULT_CONFIG,
-    prompt_format: str = "chat",
+    prompt_format: "str | Callable[[Problem, int], Prompt]" = "chat",
     skip_unusable: bool = False,
     progress: bool = True,
 ) -> GuidanceFile:
@@ -507,13 +662,15 @@ def run_prefix_search(
         out: Guidance file; if it exists with the same settings, finished problems are
             skipped; corrupted lines are reported by number, dropped, and redone.
         k: Samples per measured state.
-        strategy: A name in :data:`STRATEGIES`.
+        strategy: A name in :data:`STRATEGIES`, or a :class:`SearchStrategy` (a variant
+            with other parameters, say); the header records its name.
         seed: Root seed of all sampling and of the fallback segments.
         scorer: Verdicts per completion; default :func:`default_scorer` (math-verify).
         sampling: Sampling settings (default: temperature 1, the policy contract's defaults).
         chunk_size: Samples per generate call, see :class:`PrefixProbe`.
         config: Prompt wording.
-        prompt_format: ``"chat"`` or ``"text"``.
+        prompt_format: ``"chat"``, ``"text"`` or a callable ``(problem, prefix_len) ->
+            prompt`` (recorded in the header as ``"custom:<module>.<name>"``).
         skip_unusable: Skip (with a warning) problems that cannot be guided instead of
             refusing the whole run.
         progress: Show a tqdm progress bar.
@@ -526,7 +683,7 @@ def run_prefix_search(
         DataFormatError: some problems cannot be guided and ``skip_unusable`` is false.
         ConfigError: ``k < 1`` or a bad ``chunk_size`` / ``prompt_format``.
     """
-    search = get_strategy(strategy)
+    search = strategy if isinstance(strategy, SearchStrategy) else get_strategy(strategy)
     probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
                         sampling=sampling, config=config, prompt_format=prompt_format)
     header = GuidanceHeader(
@@ -534,9 +691,9 @@ def run_prefix_search(
         model=str(getattr(policy, "name", type(policy).__name__)),
         k=k,
         seed=seed,
-        strategy=strategy,
+        strategy=search.name,
         chunk_size=probe.chunk_size,
-        prompt_format=prompt_format,
+        prompt_format=probe.prompt_format_name,
         sampling={"temperature": probe.sampling.temperature, "top_p": probe.sampling.top_p,
                   "max_new_tokens": probe.sampling.max_new_tokens},
         instruction_sha=hashlib.sha256(config.instruction.encode()).hexdigest()[:12],
@@ -556,7 +713,7 @@ def run_prefix_search(
     from tqdm.auto import tqdm
 
     remaining = [p for p in todo if p.id not in done]
-    bar = tqdm(total=len(todo), initial=len(todo) - len(remaining), desc=f"prefix search ({strategy})",
+    bar = tqdm(total=len(todo), initial=len(todo) - len(remaining), desc=f"prefix search ({search.name})",
                unit="problem", disable=not progress)
     rollouts = 0
     with JsonlAppender(out) as sink:

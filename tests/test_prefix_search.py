@@ -3,6 +3,7 @@ crash-resume, the fallback segment and the guidance file's bad-input handling.""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,9 +22,11 @@ from pope_env.prefix_search import (
     GuidanceRecord,
     Measurement,
     PrefixProbe,
+    SearchStrategy,
     fallback_segment,
     load_guidance,
     run_prefix_search,
+    scouting_search,
 )
 from pope_env.problem import Problem
 
@@ -55,6 +58,58 @@ def test_galloping_finds_the_linear_i_star_with_fewer_rollouts(tmp_path):
         for m in linear[pid].evidence:
             if m.prefix_len in measured:
                 assert (m.successes > 0) == (measured[m.prefix_len].successes > 0)
+
+
+def test_scouting_finds_the_linear_i_star_with_fewer_rollouts(tmp_path):
+    linear = search(tmp_path / "linear.jsonl", "linear")
+    scout = search(tmp_path / "scout.jsonl", "scouting")
+    assert scout.header.chunk_size == 2
+    assert set(scout.records) == {p.id for p in PROBLEMS}
+    assert all(linear[pid].i_star == scout[pid].i_star for pid in linear.records)
+    assert sum(r.rollouts for r in scout.records.values()) < sum(r.rollouts for r in linear.records.values())
+    for pid, r in scout.records.items():
+        measured = r.by_state()
+        assert measured[r.i_star].successes > 0
+        # verification: i* - 1 failed with all k samples (or i* = 1)
+        assert r.i_star == 1 or measured[r.i_star - 1] == Measurement(r.i_star - 1, 0, 8)
+        # every state below i* - 1 was scouted with one chunk of 2; none above i* failed
+        assert all(measured[i] == Measurement(i, 0, 2) for i in range(1, r.i_star - 1))
+        assert all(m.successes > 0 for i, m in measured.items() if i >= r.i_star)
+        # a state measured by both strategies is the same random event
+        for m in linear[pid].evidence:
+            if measured.get(m.prefix_len, Measurement(0, 0, 0)).samples == 8:
+                assert m == measured[m.prefix_len]
+
+
+def test_scouting_with_every_chunk_per_scout_is_the_linear_scan_with_early_stop(tmp_path):
+    linear = search(tmp_path / "linear.jsonl", "linear", error_rate=0.6)
+    full = SearchStrategy("scouting-full", functools.partial(scouting_search, scout_chunks=4),
+                          "scouting, all 4 chunks per scout")
+    scout = search(tmp_path / "full.jsonl", full, error_rate=0.6)
+    assert scout.header.strategy == "scouting-full"
+    for pid, r in linear.records.items():
+        assert scout[pid].i_star == r.i_star
+        # the same states, all k samples each, but the last stops at its first success
+        assert [m.prefix_len for m in scout[pid].evidence] == [m.prefix_len for m in r.evidence]
+        assert scout[pid].evidence[:-1] == r.evidence[:-1]
+    with pytest.raises(ConfigError, match="scout_chunks must be an integer >= 1"):
+        search(tmp_path / "bad.jsonl", SearchStrategy(
+            "bad", functools.partial(scouting_search, scout_chunks=0), "bad"), problems=PROBLEMS[:1])
+
+
+def test_scouting_falls_back_after_one_failed_cap(tmp_path):
+    def nothing_is_right(completions, problem):
+        return [False] * len(completions)
+
+    gf = run_prefix_search(PROBLEMS[:4], ArithmeticSolverPolicy(0.35), dataset="arith-test",
+                           out=tmp_path / "f.jsonl", k=4, chunk_size=1, seed=3,
+                           strategy="scouting", scorer=nothing_is_right, progress=False)
+    for p in PROBLEMS[:4]:
+        r = gf[p.id]
+        assert r.fallback and r.segment == fallback_segment(p, 3)
+        # every state scouted with one sample, then the cap finished
+        assert r.evidence == (*(Measurement(i, 0, 1) for i in range(1, r.cap + 1)),
+                              Measurement(r.cap, 0, 3))
 
 
 def test_linear_records_every_state_it_measured(tmp_path):
@@ -98,11 +153,12 @@ def test_fallback_segment_is_shorter_than_a_quarter_and_seeded():
     assert len({fallback_segment(long[0], s) for s in range(20)}) > 1
 
 
-def test_crash_midway_then_resume_gives_the_same_file(tmp_path):
+@pytest.mark.parametrize("strategy", ["galloping", "scouting"])
+def test_crash_midway_then_resume_gives_the_same_file(tmp_path, strategy):
     full_policy = ArithmeticSolverPolicy(0.35)
     reference = run_prefix_search(PROBLEMS, full_policy, dataset="arith-test",
                                   out=tmp_path / "ref.jsonl", k=8, scorer=math_verify_scorer(),
-                                  progress=False)
+                                  strategy=strategy, progress=False)
     out = tmp_path / "crashy.jsonl"
     script = textwrap.dedent(f"""
         import os, signal, sys
@@ -118,7 +174,7 @@ def test_crash_midway_then_resume_gives_the_same_file(tmp_path):
                 return super().generate(prompts, **kw)
 
         run_prefix_search(arithmetic.generate(24, (4, 7), seed=5), DiesMidway(0.35),
-                          dataset="arith-test", out={str(out)!r}, k=8,
+                          dataset="arith-test", out={str(out)!r}, k=8, strategy={strategy!r},
                           scorer=math_verify_scorer(), progress=False)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -127,7 +183,7 @@ def test_crash_midway_then_resume_gives_the_same_file(tmp_path):
     assert 0 < len(partial) < len(PROBLEMS)
     resumed_policy = ArithmeticSolverPolicy(0.35)
     resumed = run_prefix_search(PROBLEMS, resumed_policy, dataset="arith-test", out=out, k=8,
-                                scorer=math_verify_scorer(), progress=False)
+                                strategy=strategy, scorer=math_verify_scorer(), progress=False)
     assert resumed.records == reference.records
     # only the unfinished problems were searched again
     assert full_policy.calls - 30 <= resumed_policy.calls < full_policy.calls
@@ -196,9 +252,47 @@ def test_probe_seeds_do_not_depend_on_order():
     probe = PrefixProbe(policy, math_verify_scorer(), k=8, seed=1, chunk_size=2)
     p, q = PROBLEMS[0], PROBLEMS[1]
     first = probe.measure(p, 2, early_stop=False)
+    probe.reset()
     probe.measure(q, 1, early_stop=False)
     assert probe.measure(p, 2, early_stop=False) == first
     assert policy.calls == 12  # 3 measurements x 4 chunks of 2
+
+
+def test_probe_measures_a_state_in_installments():
+    policy = ArithmeticSolverPolicy(0.5)
+    probe = PrefixProbe(policy, math_verify_scorer(), k=8, seed=4, chunk_size=3)
+    whole = PrefixProbe(ArithmeticSolverPolicy(0.5), math_verify_scorer(), k=8, seed=4, chunk_size=3)
+    p = PROBLEMS[2]
+    assert probe.n_chunks == 3  # chunks of 3, 3 and 2 samples
+    assert probe.known(p, 1) == Measurement(1, 0, 0) and probe.chunks_drawn(p, 1) == 0
+    total = whole.measure(p, 1, early_stop=False)
+    one = probe.measure(p, 1, early_stop=False, max_chunks=1)
+    assert one.samples == 3 and probe.chunks_drawn(p, 1) == 1 and not probe.is_failure(p, 1)
+    rest = probe.measure(p, 1, early_stop=False, max_chunks=5)
+    # the installments draw exactly the chunks of one whole measurement, in order
+    assert rest == total and probe.known(p, 1) == total and probe.chunks_drawn(p, 1) == 3
+    assert [m.samples for m in probe.log] == [3, 5]
+    assert sum(m.successes for m in probe.log) == total.successes
+    assert probe.is_failure(p, 1) == (total.successes == 0)
+    assert probe.is_success(p, 1) == (total.successes > 0)
+    calls = policy.calls
+    assert probe.measure(p, 1, early_stop=False) == total and policy.calls == calls  # nothing left
+    probe.reset()
+    assert probe.log == [] and probe.known(p, 1) == Measurement(1, 0, 0)
+    with pytest.raises(ConfigError, match="max_chunks"):
+        probe.measure(p, 1, early_stop=True, max_chunks=0)
+
+
+def test_a_failure_needs_all_k_samples_and_one_success_proves_a_state():
+    hopeless = PrefixProbe(ArithmeticSolverPolicy(1.0), math_verify_scorer(), k=4, chunk_size=1)
+    p = PROBLEMS[0]
+    for drawn in range(1, 5):
+        hopeless.measure(p, 1, early_stop=True, max_chunks=1)
+        assert hopeless.is_failure(p, 1) == (drawn == 4) and not hopeless.is_success(p, 1)
+    perfect = PrefixProbe(ArithmeticSolverPolicy(0.0), math_verify_scorer(), k=4, chunk_size=1)
+    assert perfect.measure(p, 1, early_stop=True).samples == 1  # stops at the first success
+    assert perfect.is_success(p, 1) and not perfect.is_failure(p, 1)
+    assert perfect.measure(p, 1, early_stop=True, max_chunks=2).samples == 1  # nothing more drawn
 
 
 def test_guidance_record_round_trips():
@@ -217,3 +311,31 @@ def test_plain_text_prompts_work_and_are_recorded_in_the_header(tmp_path):
     assert all(text[p.id].i_star is not None for p in PROBLEMS[:6])
     with pytest.raises(ConfigError, match="prompt_format"):
         search(tmp_path / "x.jsonl", prompt_format="html")
+
+
+def terse_prompt(problem, prefix_len):
+    """A custom prompt layout: the question and the shown steps, no instruction."""
+    return f"{problem.question}\nPartial solution:\n" + "".join(problem.steps[:prefix_len])
+
+
+def other_prompt(problem, prefix_len):
+    return terse_prompt(problem, prefix_len) + "\n"
+
+
+def test_a_callable_prompt_format_is_used_and_recorded_in_the_header(tmp_path):
+    out = tmp_path / "custom.jsonl"
+    gf = search(out, problems=PROBLEMS[:6], prompt_format=terse_prompt, strategy="scouting")
+    assert gf.header.prompt_format == "custom:test_prefix_search.terse_prompt"
+    assert all(gf[p.id].i_star is not None for p in PROBLEMS[:6])
+    probe = PrefixProbe(ArithmeticSolverPolicy(0.0), math_verify_scorer(), k=2,
+                        prompt_format=terse_prompt)
+    assert probe.prompt(PROBLEMS[0], 2) == terse_prompt(PROBLEMS[0], 2)
+    assert probe.prompt_format_name == gf.header.prompt_format
+    with pytest.raises(ConfigError, match="start must be 0"):
+        probe.prompt(PROBLEMS[0], 2, start=1)
+    # a resume with another renderer is refused, naming both
+    with pytest.raises(GuidanceFileError, match="prompt_format: file has 'custom:test_prefix_search.terse_prompt', "
+                                                "asked for 'custom:test_prefix_search.other_prompt'"):
+        search(out, problems=PROBLEMS[:6], prompt_format=other_prompt, strategy="scouting")
+    with pytest.raises(ConfigError, match="or a callable"):
+        search(tmp_path / "x.jsonl", prompt_format=42)
