@@ -98,11 +98,19 @@ def test_equivalent_forms_are_verified_by_math_verify(verifier):
     assert verifier.stats["exact_match"] == before  # none of these took the fast path
 
 
-def test_plain_integers_are_compared_by_value(verifier):
-    before = verifier.stats["integer_match"]
-    scores = verifier.score_batch([r"\boxed{007}", r"\boxed{-12}", r"\boxed{13}"], ["7", "-12", "12"])
-    assert [s.correct for s in scores] == [True, True, False]
-    assert verifier.stats["integer_match"] == before + 2  # "-12" matched exactly
+def test_plain_rationals_are_compared_by_value(verifier):
+    before = verifier.stats["rational_match"]
+    completions = [r"\boxed{007}", r"\boxed{-12}", r"\boxed{13}", r"\boxed{\dfrac{6}{8}}", r"\boxed{1{,}000}", r"\boxed{2/3}"]
+    golds = ["7", "-12", "12", "3/4", "1000", r"\frac{3}{2}"]
+    assert [s.correct for s in verifier.score_batch(completions, golds)] == [True, True, False, True, True, False]
+    assert verifier.stats["rational_match"] == before + 5  # "-12" matched exactly
+
+
+def test_mixed_numbers_go_to_math_verify(verifier):
+    """``2\\frac12`` is not a plain rational (math-verify reads it as 5/2): no fast path."""
+    before = verifier.stats["rational_match"]
+    assert verifier.score(r"\boxed{2\frac12}", "5/2").correct is True
+    assert verifier.stats["rational_match"] == before
 
 
 def test_fallback_answers_score_but_are_flagged(verifier):
@@ -112,7 +120,7 @@ def test_fallback_answers_score_but_are_flagged(verifier):
 
 def test_repeated_answers_are_verified_once(verifier):
     before = verifier.stats["cache_hits"]
-    scores = verifier.score_batch([r"\boxed{1/3}"] * 8, [r"\frac{1}{3}"] * 8)
+    scores = verifier.score_batch([r"\boxed{\sqrt{2}/2}"] * 8, [r"\frac{\sqrt{2}}{2}"] * 8)
     assert all(s.correct for s in scores)
     assert verifier.stats["cache_hits"] == before + 7  # one verification for the group
 

@@ -14,8 +14,9 @@ How a completion is scored (:meth:`MathVerifier.score_batch`):
    longer than ``max_answer_chars`` (default 5,000) scores ``0`` unverified.
 3. **Fast paths**: if the extracted answer equals the gold answer after a light
    normalisation (whitespace, ``\\left``/``\\right``, thin spaces, ``\\dfrac``), it is
-   correct without calling math-verify; if both are plain integers (``-?[0-9]+``), their
-   values are compared directly.
+   correct without calling math-verify; if both are plain rational numbers (integers,
+   ``1,000``, ``\\frac{a}{b}``, ``a/b``: see :mod:`pope_env.rewards.rational`), their values
+   are compared exactly, giving the verdict math-verify would give.
 4. **Verify** otherwise in a worker process: ``verify(parse(\\boxed{gold}),
    parse(\\boxed{answer}))`` with math-verify's own SIGALRM timeouts disabled. The gold is
    parsed once per distinct gold answer (cached in each worker, and items go preferably
@@ -52,6 +53,7 @@ from typing import Any
 from pope_env.errors import ConfigError, DependencyError
 from pope_env.problem import Problem
 from pope_env.rewards.boxed import last_boxed
+from pope_env.rewards.rational import rational_verdict
 
 __all__ = [
     "MathScore",
@@ -161,7 +163,6 @@ def extract_answer(text: str) -> str | None:
     return extract_with_format(text)[0]
 
 
-_INTEGER = re.compile(r"-?\d{1,300}")
 _NORMALISE_DROP = re.compile(r"\s+|\\left|\\right|\\[!,;: ]|\$|\\displaystyle")
 
 
@@ -299,8 +300,8 @@ class MathVerifier:
         self._pid = os.getpid()
         self._lock = threading.Lock()  # guards the worker pool
         self._cache_lock = threading.Lock()
-        #: Counters since creation: items scored, exact-match hits, cache hits, timeouts,
-        #: worker crashes, workers started.
+        #: Counters since creation: items scored, exact-match hits, rational-match hits,
+        #: cache hits, timeouts, worker crashes, workers started.
         self.stats = collections.Counter()
 
     # ---- public API ------------------------------------------------------------------
@@ -350,10 +351,10 @@ class MathVerifier:
                 self.stats["exact_match"] += 1
                 results[i] = MathScore(1.0, True, format_ok, False, answer)
                 continue
-            if _INTEGER.fullmatch(norm_answer) and _INTEGER.fullmatch(norm_gold):
-                self.stats["integer_match"] += 1  # two plain integers: compare values
-                correct = int(norm_answer) == int(norm_gold)
-                results[i] = MathScore(float(correct), correct, format_ok, False, answer)
+            verdict = rational_verdict(gold, answer)
+            if verdict is not None:
+                self.stats["rational_match"] += 1  # two plain rationals: compare values
+                results[i] = MathScore(float(verdict), verdict, format_ok, False, answer)
                 continue
             with self._cache_lock:
                 cached = self._cache.get((gold, answer))
