@@ -33,7 +33,7 @@ from typing import Any
 
 from pope_env.errors import ConfigError
 from pope_env.problem import Problem
-from pope_env.reach import CRITERIA, format_table, wilson_interval
+from pope_env.reach import check_s_good_rule, format_table, wilson_interval
 
 StateRenderer = Callable[[Problem, Sequence[str]], Any]
 """``render(problem, steps) -> prompt``: the prompt that continues the partial solution
@@ -210,12 +210,7 @@ def own_state_overlap(
     for name, value in (("k", k), ("states_per_problem", states_per_problem), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    if criterion not in CRITERIA:
-        raise ConfigError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    if not 0.0 <= threshold < 1.0:
-        raise ConfigError(f"threshold must be in [0, 1), got {threshold!r}")
-    if not 0.0 < confidence < 1.0:
-        raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}")
+    check_s_good_rule(threshold=threshold, confidence=confidence, criterion=criterion)
     problems = list(problems)
     if not problems:
         raise ConfigError("own_state_overlap needs at least one problem")

@@ -64,6 +64,17 @@ def wilson_interval(successes: int, samples: int, confidence: float = 0.95) -> t
     return lo, hi
 
 
+def check_s_good_rule(*, threshold: float, confidence: float, criterion: str) -> None:
+    """Raise :class:`ConfigError` unless ``(threshold, confidence, criterion)`` is a valid
+    S_good rule: threshold in ``[0, 1)``, confidence in ``(0, 1)``, criterion in :data:`CRITERIA`."""
+    if criterion not in CRITERIA:
+        raise ConfigError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    if not 0.0 <= threshold < 1.0:
+        raise ConfigError(f"threshold must be in [0, 1), got {threshold!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class StateEstimate:
     """Success counts of one roll-in state and their estimate."""
@@ -99,12 +110,7 @@ class ReachSet:
 
     def __init__(self, *, confidence: float = 0.95, threshold: float = 0.0,
                  criterion: str = "lower") -> None:
-        if criterion not in CRITERIA:
-            raise ConfigError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-        if not 0.0 <= threshold < 1.0:
-            raise ConfigError(f"threshold must be in [0, 1), got {threshold!r}")
-        if not 0.0 < confidence < 1.0:
-            raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}")
+        check_s_good_rule(threshold=threshold, confidence=confidence, criterion=criterion)
         self.confidence, self.threshold, self.criterion = confidence, threshold, criterion
         self._counts: dict[str, dict[tuple[int, int], list[int]]] = defaultdict(dict)
 
