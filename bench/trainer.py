@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +115,7 @@ def run_ours(args, questions: list[str], steps: int) -> dict:
 def run_trl(args, questions: list[str], steps: int) -> dict:
     from datasets import Dataset
     from tiny_learner import hf_char_tokenizer, tiny_llama
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     counter = TokenCounter()
@@ -143,6 +144,7 @@ def run_trl(args, questions: list[str], steps: int) -> dict:
         )
         trainer = GRPOTrainer(model=model, reward_funcs=counter, args=cfg, train_dataset=ds, processing_class=tok,
                               callbacks=[Clock()])
+        trainer.remove_callback(PrinterCallback)  # logs are still computed every step, just not printed
         trainer.train()
     times = [b[0] - a[0] for a, b in zip(marks, marks[1:])]
     toks = [b[1] - a[1] for a, b in zip(marks, marks[1:])]
@@ -175,6 +177,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     questions = prompts(64)
+    warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
     try:
         import trl
     except ImportError:
