@@ -10,20 +10,23 @@ Settings (``--setting``):
 
 * ``charlm`` (default): the CPU demo's base model, the tiny character-level transformer of
   ``agents/charlm.py`` pretrained by the demo's own code and config
-  (:func:`pope_env.agents.pretrain.pretrain` with the ``default`` demo preset; cached under
-  the demo's cache folder by a hash of that config, so ``pope-env demo`` and this bench share
-  it; about 13 minutes to make on 2 cores if absent). Problems: the demo's hard split, made
-  the way the demo makes it (6-7-operation train chains with pass@16 = 0 for the base),
-  problems ``--offset .. --offset + --problems`` of it. Prompts are the demo's plain roll-in
-  text (a callable ``prompt_format``), reward the demo's exact-integer answer check,
-  temperature 1 and 160 new characters as in the demo, ``k`` = 8 as the demo's i* search.
+  (:func:`pope_env.agents.pretrain.pretrain` with the demo preset ``--preset``: ``default``,
+  or ``full`` with twice the pretraining; cached under the demo's cache folder by a hash of
+  that config, so ``pope-env demo`` and this bench share it; about 6 / 10 minutes to make on
+  2 cores if absent). Problems: a hard split made the way the demo makes it (chains of the
+  preset's 6-7 operations, or ``--hard-levels MIN MAX``, with pass@16 = 0 for the base;
+  cached by config and weights), problems ``--offset .. --offset + --problems`` of it.
+  Prompts are the demo's plain roll-in text (a callable ``prompt_format``), reward the demo's
+  exact-integer answer check, temperature 1 and 160 new characters as in the demo, ``k`` = 8
+  as the demo's i* search. The README's headline run is
+  ``--preset full --hard-levels 8 8 --problems 120``.
 * ``smollm2``: SmolLM2-135M-Instruct (offline) on the first level-1 MATH-500 problems whose
   prefix cap is >= 2, chat prompts, math-verify.
 
 Measurements are seeded per (seed, problem, prefix length, chunk), so a state measured by two
 strategies is the same random event; the policy is wrapped in a memo so such a chunk is
 generated once and replayed for the other strategy (and, through a JSONL cache of the
-generations, for a later run). Rollouts are counted per strategy from its own evidence (what
+generations keyed by prompt, sampling and a hash of the weights, for a later run). Rollouts are counted per strategy from its own evidence (what
 it would cost alone); the wall time of the run is reported separately. Besides the
 registered strategies it runs ``scouting`` with more chunks per scout (``--scout-chunks``),
 to show how its rollouts trade against agreement, and reports the *oracle floor*: what a
@@ -64,10 +67,12 @@ class MemoPolicy:
     would sample.
     """
 
-    def __init__(self, policy, path: Path | None):
+    def __init__(self, policy, path: Path | None, identity: str):
         from pope_env.io import JsonlAppender, read_jsonl
 
-        self.policy, self.name = policy, policy.name
+        # The key names the exact weights (``identity``), not just the policy's display name:
+        # two bases of one architecture share a name but never their generations.
+        self.policy, self.name = policy, identity
         self.memo: dict[str, list[list[str]]] = {}
         if path is not None and path.exists():
             for record in read_jsonl(path, strict=False):
@@ -117,14 +122,18 @@ def charlm_setting(args: argparse.Namespace) -> Setting:
     from pope_env.paths import cache_dir
     from pope_env.problem import Problem
 
-    cfg = get_preset("default")
+    cfg = get_preset(args.preset)
+    if args.hard_levels:
+        cfg = dataclasses.replace(cfg, hard_levels=tuple(args.hard_levels))
     cached = (base_dir(cfg.pretrain) / "model.pt").exists()
     t0 = time.perf_counter()
     base = pretrain(cfg.pretrain, progress=True)
     print(f"base model {'loaded from' if cached else 'pretrained into'} {base_dir(cfg.pretrain)} "
           f"({time.perf_counter() - t0:.0f} s)")
     mnt = cfg.max_new_tokens
-    key = cfg.digest("pretrain", "hard_levels", "n_candidates", "screen_k", "max_new_tokens")
+    weights = hashlib.sha256((base_dir(cfg.pretrain) / "model.pt").read_bytes()).hexdigest()[:16]
+    # The split depends on the weights, not only on the config that made them.
+    key = cfg.digest("pretrain", "hard_levels", "n_candidates", "screen_k", "max_new_tokens") + "-" + weights
     path = cache_dir("bench") / f"prefix_search_charlm_hard-{key}.json"
     if path.exists():
         hard = [Problem.from_dict(d) for d in json.loads(path.read_text())["problems"]]
@@ -144,11 +153,12 @@ def charlm_setting(args: argparse.Namespace) -> Setting:
         policy=base, problems=problems, dataset="demo-hard-split", scorer=score,
         prompt_format=render_guided_prompt,
         sampling=SamplingParams(temperature=args.temperature or 1.0, max_new_tokens=mnt),
-        notes={"model": f"charlm {base.model.num_parameters()} parameters (demo default base "
+        notes={"model": f"charlm {base.model.num_parameters()} parameters (demo {args.preset} base "
                         f"{base_dir(cfg.pretrain).name})",
                "problems_from": f"demo hard split ({len(hard)} of {cfg.n_candidates} candidates, "
                                 f"{cfg.hard_levels[0]}-{cfg.hard_levels[1]} operations, pass@"
                                 f"{cfg.screen_k} = 0), [{args.offset}:{args.offset + args.problems}]",
+               "weights_sha256": weights,
                "reward": "exact integer answer (demo arithmetic_reward)",
                "max_new_tokens": mnt},
     )
@@ -186,6 +196,12 @@ SETTINGS = {"charlm": charlm_setting, "smollm2": smollm2_setting}
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="charlm")
+    parser.add_argument("--preset", default="default", choices=("default", "full"),
+                        help="charlm setting: whose base model and hard split (the demo preset's; "
+                             "full pretrains twice as long)")
+    parser.add_argument("--hard-levels", type=int, nargs=2, metavar=("MIN", "MAX"), default=None,
+                        help="charlm setting: operation counts of the hard candidates (default: the "
+                             "preset's, 6 7)")
     parser.add_argument("--problems", type=int, default=60)
     parser.add_argument("--offset", type=int, default=0,
                         help="skip this many problems of the setting's list (0: the bench set)")
@@ -217,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     generations = (None if args.generations == "none" else
                    cache_dir("bench") / f"prefix_search_generations-{args.setting}.jsonl"
                    if args.generations == "default" else Path(args.generations))
-    policy = MemoPolicy(setting.policy, generations)
+    policy = MemoPolicy(setting.policy, generations, identity=f"{setting.notes['model']} {setting.notes.get('weights_sha256', '')}")
     start = time.perf_counter()
     searches = [STRATEGIES["linear"], *(STRATEGIES[n] for n in sorted(set(STRATEGIES) - {"linear"}))]
     searches += [SearchStrategy(f"scouting/{m}", functools.partial(scouting_search, scout_chunks=m),

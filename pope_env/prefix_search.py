@@ -38,9 +38,20 @@ Strategies (:data:`STRATEGIES`):
   works) costs all ``k`` samples; every state below it costs one chunk, where the linear scan
   pays ``k``.
 
+* ``anchored``: learn from the problems searched before this one. Their i* sit at a
+  typical distance below their cap (a base model can finish the last few steps of a solution
+  itself, so ``cap - i*`` varies far less than i*); measure the state at the median distance
+  first, stopping at its first success. A success: finish the states below it one by one
+  until one fails all ``k`` samples. A failure: it is already the verified ``i* - 1`` when
+  the guess was one too low; otherwise go up one state at a time. When the guess is right the
+  search costs what verifying i* costs (``k`` samples at ``i* - 1``, one success at ``i*``)
+  and nothing for the states below. The first problem of a run, with nothing to learn from,
+  is searched with ``scouting``. The history is the finished problems that come before this
+  one in the problem list, so a resumed run searches exactly as an uninterrupted one.
+
 Guarantee. Every i* returned is *verified*: ``i*`` was measured with a success and ``i* - 1``
 was measured with all ``k`` samples and without a success (or ``i* = 1``). Success is
-monotone in i only in expectation, so ``galloping`` and ``scouting`` return the linear scan's
+monotone in i only in expectation, so ``galloping``, ``scouting`` and ``anchored`` return the linear scan's
 i* exactly when no state below the failure they verified would have succeeded (a "lucky"
 success the scan meets first); then they agree because they measure the same events
 (``scouting`` catches such a success when it falls in the one chunk it drew there).
@@ -387,13 +398,50 @@ def scouting_search(
     return lowest if lowest <= cap else None
 
 
+def anchored_search(
+    probe: PrefixProbe, problem: Problem, cap: int, *, history: Sequence["GuidanceRecord"] = ()
+) -> int | None:
+    """Start at the state the earlier problems point to, then verify; a verified i*.
+
+    ``history`` holds the records of the problems searched before this one. The guess is
+    ``cap - d`` (clipped to ``1..cap``) with ``d`` the median of ``cap - i*`` over the records
+    that found a prefix; without any, :func:`scouting_search` decides. From the guess:
+
+    * success: measure ``guess - 1``, ``guess - 2``, ... (each stopping at its first success)
+      until one fails all ``k`` samples or state 1 succeeds; i* is the lowest success.
+    * failure (all ``k`` samples): measure ``guess + 1``, ``guess + 2``, ... up to the cap;
+      i* is the first success (the state below it is a verified failure), else ``None``.
+
+    Like the other strategies it trusts that states below a verified failure fail too.
+    """
+    distances = sorted(r.cap - r.i_star for r in history if r.i_star is not None)
+    if not distances:
+        return scouting_search(probe, problem, cap)
+    guess = min(cap, max(1, cap - distances[(len(distances) - 1) // 2]))
+
+    def solved(i: int) -> bool:
+        return probe.measure(problem, i, early_stop=True).successes > 0
+
+    if solved(guess):
+        lowest = guess
+        while lowest > 1 and solved(lowest - 1):
+            lowest -= 1
+        return lowest
+    return next((i for i in range(guess + 1, cap + 1) if solved(i)), None)
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchStrategy:
-    """A named i* search: ``search(probe, problem, cap) -> i* or None``."""
+    """A named i* search: ``search(probe, problem, cap) -> i* or None``.
+
+    With ``uses_history`` the search is also given ``history=``: the records of the problems
+    searched before this one in the run (see :func:`anchored_search`).
+    """
 
     name: str
-    search: Callable[[PrefixProbe, Problem, int], int | None]
+    search: Callable[..., int | None]
     description: str
+    uses_history: bool = False
 
 
 STRATEGIES: dict[str, SearchStrategy] = {
@@ -410,6 +458,13 @@ STRATEGIES: dict[str, SearchStrategy] = {
             scouting_search,
             "one chunk per state from i = 1 up to the first success, then finish the states "
             "below it; only i* - 1 costs all k samples",
+        ),
+        SearchStrategy(
+            "anchored",
+            anchored_search,
+            "start at the distance below the cap where earlier problems' i* lay, then verify; "
+            "a right guess costs only the verification",
+            uses_history=True,
         ),
     )
 }
@@ -610,12 +665,19 @@ def load_guidance(
 
 
 def search_problem(
-    problem: Problem, probe: PrefixProbe, strategy: SearchStrategy, *, seed: int
+    problem: Problem, probe: PrefixProbe, strategy: SearchStrategy, *, seed: int,
+    history: Sequence[GuidanceRecord] = (),
 ) -> GuidanceRecord:
-    """Run ``strategy`` on one problem and package the result (fallback included)."""
+    """Run ``strategy`` on one problem and package the result (fallback included).
+
+    ``history`` (the records of the problems searched before) reaches strategies that use it.
+    """
     cap = check_guidable(problem)
     probe.reset()
-    i_star = strategy.search(probe, problem, cap)
+    if strategy.uses_history:
+        i_star = strategy.search(probe, problem, cap, history=history)
+    else:
+        i_star = strategy.search(probe, problem, cap)
     if i_star is None:
         segment, fallback = fallback_segment(problem, seed), True
     else:
@@ -712,30 +774,34 @@ def run_prefix_search(
 
     from tqdm.auto import tqdm
 
-    remaining = [p for p in todo if p.id not in done]
-    bar = tqdm(total=len(todo), initial=len(todo) - len(remaining), desc=f"prefix search ({search.name})",
+    remaining = sum(p.id not in done for p in todo)
+    bar = tqdm(total=len(todo), initial=len(todo) - remaining, desc=f"prefix search ({search.name})",
                unit="problem", disable=not progress)
     rollouts = 0
+    history: list[GuidanceRecord] = []  # the records of the problems before this one, in list order
     with JsonlAppender(out) as sink:
-        for problem in remaining:
-            record = search_problem(problem, probe, search, seed=seed)
-            sink.append(record.to_json())
-            rollouts += record.rollouts
-            bar.update(1)
-            bar.set_postfix(rollouts=rollouts, refresh=False)
+        for problem in todo:
+            record = done.get(problem.id)
+            if record is None:
+                record = search_problem(problem, probe, search, seed=seed, history=history)
+                sink.append(record.to_json())
+                rollouts += record.rollouts
+                bar.update(1)
+                bar.set_postfix(rollouts=rollouts, refresh=False)
+            history.append(record)
     bar.close()
     return load_guidance(out, dataset=dataset)
 
 
-def _open_for_resume(path: Path, header: GuidanceHeader) -> set[str]:
-    """Create ``path`` with ``header`` or validate an existing one; the finished problem ids.
+def _open_for_resume(path: Path, header: GuidanceHeader) -> dict[str, GuidanceRecord]:
+    """Create ``path`` with ``header`` or validate an existing one; the finished problems' records.
 
     Corrupted lines of an existing file are reported and dropped by rewriting the file
     atomically with the good lines only, so they are redone.
     """
     if not path.exists() or path.stat().st_size == 0:
         atomic_write_text(path, json.dumps(header.to_json(), ensure_ascii=False) + "\n")
-        return set()
+        return {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         existing = load_guidance(path)
@@ -751,4 +817,4 @@ def _open_for_resume(path: Path, header: GuidanceHeader) -> set[str]:
         lines = [json.dumps(header.to_json(), ensure_ascii=False)]
         lines += [json.dumps(r.to_json(), ensure_ascii=False) for r in existing.records.values()]
         atomic_write_text(path, "\n".join(lines) + "\n")
-    return set(existing.records)
+    return dict(existing.records)

@@ -39,14 +39,21 @@ def _parse(expression: str) -> tuple[int, list[tuple[str, int]]]:
 class ArithmeticSolverPolicy:
     """Solves ``Compute left to right: ...`` prompts, wrong per operation w.p. ``error_rate``.
 
+    With ``span`` set it is a solver with a short reach, like a base model that only learned
+    short chains: the first ``span`` operations it writes are wrong w.p. ``error_rate``, every
+    later one w.p. ``beyond_error_rate`` and always too high (so those slips never cancel). Its success then jumps at the prefix that leaves
+    ``span`` operations, instead of rising slowly with every step given.
+
     Attributes:
         name: Recorded as the model name in guidance files.
         calls: ``generate`` calls so far; ``samples``: completions produced so far.
     """
 
-    def __init__(self, error_rate: float = 0.3, prefix_label: str = "Partial solution:") -> None:
-        self.name = f"arith-solver-err{error_rate}"
+    def __init__(self, error_rate: float = 0.3, prefix_label: str = "Partial solution:", *,
+                 span: int | None = None, beyond_error_rate: float = 0.97) -> None:
+        self.name = f"arith-solver-err{error_rate}" + (f"-span{span}-{beyond_error_rate}" if span is not None else "")
         self.error_rate = error_rate
+        self.span, self.beyond_error_rate = span, beyond_error_rate
         self.prefix_label = prefix_label
         self.calls = 0
         self.samples = 0
@@ -65,7 +72,10 @@ class ArithmeticSolverPolicy:
         steps = []
         for index, (op, x) in enumerate(ops):
             value = apply(value, op, x)
-            if rng.random() < self.error_rate:
+            if self.span is not None and index >= self.span:
+                if rng.random() < self.beyond_error_rate:
+                    value += rng.choice((1, 2, 3))  # one-sided: slips beyond the span never cancel
+            elif rng.random() < self.error_rate:
                 value += rng.choice((-3, -2, -1, 1, 2, 3))
             rest = ops[index + 1:]
             steps.append(render(value, rest) if rest else f"\\boxed{{{value}}}")

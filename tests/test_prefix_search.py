@@ -35,9 +35,9 @@ TESTS = Path(__file__).parent
 PROBLEMS = arithmetic.generate(24, (4, 7), seed=5)
 
 
-def search(out, strategy="galloping", problems=PROBLEMS, error_rate=0.35, **kw):
+def search(out, strategy="galloping", problems=PROBLEMS, error_rate=0.35, span=None, **kw):
     kw.setdefault("k", 8)
-    return run_prefix_search(problems, ArithmeticSolverPolicy(error_rate), dataset="arith-test",
+    return run_prefix_search(problems, ArithmeticSolverPolicy(error_rate, span=span), dataset="arith-test",
                              out=out, strategy=strategy, scorer=math_verify_scorer(),
                              progress=False, **kw)
 
@@ -79,6 +79,31 @@ def test_scouting_finds_the_linear_i_star_with_fewer_rollouts(tmp_path):
         for m in linear[pid].evidence:
             if measured.get(m.prefix_len, Measurement(0, 0, 0)).samples == 8:
                 assert m == measured[m.prefix_len]
+
+
+def test_anchored_starts_where_earlier_problems_point_and_returns_verified_i_stars(tmp_path):
+    # A solver that carries out 3 operations well and no more: i* sits a steady distance below
+    # the cap of chains of 6-8 operations (the cap itself varies).
+    problems = arithmetic.generate(30, (6, 8), seed=11)
+    run = functools.partial(search, problems=problems, error_rate=0.1, span=3)
+    linear, scout, anchored = (run(tmp_path / f"{name}.jsonl", name) for name in ("linear", "scouting", "anchored"))
+    assert anchored.header.strategy == "anchored"
+    # The first problem has nothing to learn from: it is searched by scouting.
+    first = problems[0].id
+    assert anchored[first].evidence == scout[first].evidence
+    records = [anchored[p.id] for p in problems]
+    for j, r in enumerate(records[1:], start=1):
+        distances = sorted(e.cap - e.i_star for e in records[:j] if e.i_star is not None)
+        guess = min(r.cap, max(1, r.cap - distances[(len(distances) - 1) // 2]))
+        assert r.evidence[0].prefix_len == guess
+        measured = r.by_state()
+        assert measured[r.i_star].successes > 0
+        assert r.i_star == 1 or measured[r.i_star - 1] == Measurement(r.i_star - 1, 0, 8)
+    same = sum(anchored[pid].i_star == linear[pid].i_star for pid in linear.records)
+    assert same >= 0.8 * len(problems)  # 25 of 30; the others met a lucky success below i* - 1
+    spent = {name: sum(r.rollouts for r in gf.records.values())
+             for name, gf in (("linear", linear), ("scouting", scout), ("anchored", anchored))}
+    assert spent["anchored"] < spent["scouting"] < spent["linear"]
 
 
 def test_scouting_with_every_chunk_per_scout_is_the_linear_scan_with_early_stop(tmp_path):
@@ -153,7 +178,7 @@ def test_fallback_segment_is_shorter_than_a_quarter_and_seeded():
     assert len({fallback_segment(long[0], s) for s in range(20)}) > 1
 
 
-@pytest.mark.parametrize("strategy", ["galloping", "scouting"])
+@pytest.mark.parametrize("strategy", ["galloping", "scouting", "anchored"])
 def test_crash_midway_then_resume_gives_the_same_file(tmp_path, strategy):
     full_policy = ArithmeticSolverPolicy(0.35)
     reference = run_prefix_search(PROBLEMS, full_policy, dataset="arith-test",
@@ -190,7 +215,9 @@ def test_crash_midway_then_resume_gives_the_same_file(tmp_path, strategy):
     assert out.read_text().count("\n") == len(PROBLEMS) + 1
 
 
-def test_corrupted_lines_are_named_skipped_and_redone(tmp_path):
+@pytest.mark.parametrize("strategy", ["galloping", "anchored"])
+def test_corrupted_lines_are_named_skipped_and_redone(tmp_path, strategy):
+    search = functools.partial(globals()["search"], strategy=strategy)
     out = tmp_path / "g.jsonl"
     reference = search(out)
     lines = out.read_text().splitlines()
