@@ -192,8 +192,12 @@ class HFPolicy:
         batches = range(0, len(rows), self.batch_size)
         bar = tqdm(batches, desc=f"sampling {self.name}", unit="batch", disable=not self.progress or len(batches) < 2)
         with self._eval_mode(), torch.inference_mode():
-            for start in bar:
-                outputs.extend(self._sample_batch(rows[start : start + self.batch_size], sampling, generator))
+            try:
+                for start in bar:
+                    outputs.extend(self._sample_batch(rows[start : start + self.batch_size], sampling, generator))
+            finally:
+                if self._decoder is not None:
+                    self._decoder.release()
         return [outputs[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     def _sample_batch(
@@ -312,7 +316,7 @@ class HFPolicy:
 
     def _check_fast_decode(self, fast: "torch.Tensor", library: "torch.Tensor") -> "LlamaDecoder | None":
         """Compare the first fast decode step with the library's; keep the fast path only if they agree."""
-        if agrees_with_library(fast, library):
+        if agrees_with_library(fast, library, next(self.model.parameters()).dtype):
             self._fast_decode_checked = True
             return self._decoder
         warnings.warn(

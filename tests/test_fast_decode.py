@@ -71,8 +71,10 @@ def _library_decode(model, ids, mask, positions, tokens, live):
     return torch.stack(logits)
 
 
-@pytest.mark.parametrize("kind", ["llama", "llama-rope-scaled", "qwen2", "mistral"])
-def test_decode_steps_match_the_library_forward(kind):
+@pytest.mark.parametrize("kind,growth", [("llama", 256), ("llama", 4), ("llama-rope-scaled", 256),
+                                         ("qwen2", 256), ("mistral", 3)])
+def test_decode_steps_match_the_library_forward(kind, growth, monkeypatch):
+    monkeypatch.setattr(LlamaDecoder, "GROWTH_TOKENS", growth)  # small: the KV buffer grows mid-run
     model = _model(kind)
     assert unsupported_reason(model) is None
     ids, mask, positions = _prompts(6)
@@ -87,6 +89,8 @@ def test_decode_steps_match_the_library_forward(kind):
         decoder = LlamaDecoder(model)
         decoder.start(out.past_key_values, mask, positions, max_new_tokens=steps)
         got = torch.stack([decoder.step(t, alive) for t, alive in zip(tokens, live)])
+        with pytest.raises(RuntimeError, match="more decode steps than the max_new_tokens"):
+            decoder.step(tokens[0])
     assert got.shape == (steps, 6, VOCAB)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -141,6 +145,7 @@ def test_hf_policy_samples_the_same_with_and_without_the_fast_path():
     for seed, stop in ((5, ()), (6, ("\n",))):
         assert _generations(fast, seed=seed, stop=stop) == _generations(library, seed=seed, stop=stop)
     assert fast.fast_decode and fast._fast_decode_checked and fast.fast_decode_unsupported is None
+    assert fast._decoder._keys == [] and fast._decoder._mask is None  # the KV buffer is freed after a call
 
 
 def test_hf_policy_keeps_the_library_forward_for_other_architectures():
