@@ -41,7 +41,8 @@ Strategies (:data:`STRATEGIES`):
 * ``anchored``: learn from the problems searched before this one. Their i* sit at a
   typical distance below their cap (a base model can finish the last few steps of a solution
   itself, so ``cap - i*`` varies far less than i*); measure the state at the median distance
-  first, stopping at its first success. A success: finish the states below it one by one
+  (over the last :data:`ANCHOR_WINDOW` problems that found a prefix) first, stopping at its
+  first success. A success: finish the states below it one by one
   until one fails all ``k`` samples. A failure: it is already the verified ``i* - 1`` when
   the guess was one too low; otherwise go up one state at a time. When the guess is right the
   search costs what verifying i* costs (``k`` samples at ``i* - 1``, one success at ``i*``)
@@ -51,10 +52,11 @@ Strategies (:data:`STRATEGIES`):
 
 Guarantee. Every i* returned is *verified*: ``i*`` was measured with a success and ``i* - 1``
 was measured with all ``k`` samples and without a success (or ``i* = 1``). Success is
-monotone in i only in expectation, so ``galloping``, ``scouting`` and ``anchored`` return the linear scan's
-i* exactly when no state below the failure they verified would have succeeded (a "lucky"
-success the scan meets first); then they agree because they measure the same events
-(``scouting`` catches such a success when it falls in the one chunk it drew there).
+monotone in i only in expectation, so ``galloping``, ``scouting`` and ``anchored`` return
+the linear scan's i* exactly when no state below the failure they verified would have
+succeeded (a "lucky" success the scan meets first); then they agree because they measure the
+same events (``scouting`` catches such a success when it falls in the one chunk it drew
+there).
 ``bench/prefix_search.py`` measures how often.
 
 Guidance file (JSONL, :func:`load_guidance`): a header line, then one line per problem::
@@ -80,6 +82,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -398,14 +401,20 @@ def scouting_search(
     return lowest if lowest <= cap else None
 
 
+#: How many recent problems (those that found a prefix) :func:`anchored_search` learns from.
+ANCHOR_WINDOW = 256
+
+
 def anchored_search(
     probe: PrefixProbe, problem: Problem, cap: int, *, history: Sequence["GuidanceRecord"] = ()
 ) -> int | None:
     """Start at the state the earlier problems point to, then verify; a verified i*.
 
     ``history`` holds the records of the problems searched before this one. The guess is
-    ``cap - d`` (clipped to ``1..cap``) with ``d`` the median of ``cap - i*`` over the records
-    that found a prefix; without any, :func:`scouting_search` decides. From the guess:
+    ``cap - d`` (clipped to ``1..cap``) with ``d`` the median of ``cap - i*`` over the last
+    :data:`ANCHOR_WINDOW` records that found a prefix (recent ones, so a long run costs
+    linear time and follows a drift in difficulty); without any, :func:`scouting_search`
+    decides. From the guess:
 
     * success: measure ``guess - 1``, ``guess - 2``, ... (each stopping at its first success)
       until one fails all ``k`` samples or state 1 succeeds; i* is the lowest success.
@@ -414,7 +423,8 @@ def anchored_search(
 
     Like the other strategies it trusts that states below a verified failure fail too.
     """
-    distances = sorted(r.cap - r.i_star for r in history if r.i_star is not None)
+    distances = sorted(itertools.islice(
+        (r.cap - r.i_star for r in reversed(history) if r.i_star is not None), ANCHOR_WINDOW))
     if not distances:
         return scouting_search(probe, problem, cap)
     guess = min(cap, max(1, cap - distances[(len(distances) - 1) // 2]))

@@ -12,6 +12,20 @@ def tmp_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest single-threaded; extra threads only spin on a shared 2-core box.
+
+    Use per module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --- leaked sandboxes: counted after the whole session, must be 0 ---------------------------
 
 _SESSION_START = None

@@ -17,12 +17,7 @@ from pope_env.agents.policy import SamplingParams  # noqa: E402
 VOCAB, PAD = 97, 0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(kind: str, seed: int = 0, **overrides):

@@ -17,13 +17,7 @@ from pope_env.errors import ConfigError, UnknownNameError  # noqa: E402
 PROMPTS = ["Hello", [{"role": "user", "content": "What is $\\frac{1}{2} + 1$?"}], "A longer plain prompt with ∫ and π"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest single-threaded; extra threads only spin on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
