@@ -252,6 +252,14 @@ class CharLMPolicy:
             )
         return self.tokenizer.encode(prompt, bos=True)
 
+    def tokenize(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids of (prompt, completion) pairs as the policy samples them: ``BOS + prompt``
+        and ``completion + EOS`` (the SFT side of :func:`pope_env.agents.train.tokenize_pairs`)."""
+        if len(prompts) != len(completions):
+            raise ConfigError(f"{len(prompts)} prompts but {len(completions)} completions")
+        return ([self.encode_prompt(p) for p in prompts],
+                [self.tokenizer.encode(c, eos=True) for c in completions])
+
     @torch.no_grad()
     def generate(
         self, prompts: Sequence[Prompt], *, n: int = 1, sampling: SamplingParams = SamplingParams()

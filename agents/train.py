@@ -596,7 +596,10 @@ class Trainer:
                 progress=cfg.progress,
             )
             rec = {"step": self.step, "method": cfg.method, f"pass@{cfg.eval_k}": res[f"pass@{cfg.eval_k}"],
-                   "pass@1": res["pass@1"], "problems": res["problems"], "solved": res["solved"]}
+                   "pass@1": res["pass@1"], "problems": res["problems"], "solved": res["solved"],
+                   # successes per evaluation item, in item order: pass@j for any j <= k and
+                   # paired comparisons between runs evaluated on the same items
+                   "per_problem": [res["per_problem"].get(it.problem_id, 0) for it in self.eval_items]}
             for hook in self.eval_hooks:
                 rec.update(_finite_json(dict(hook(self.rollout_policy, self.step))))
             self.evals.append(rec)
