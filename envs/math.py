@@ -18,7 +18,7 @@ from pope_env.guidance import (
 from pope_env.problem import Problem
 from pope_env.rewards.math import MathScore, MathVerifier, default_verifier
 from pope_env.rollin import RollInSampler
-from pope_env.spaces import UnicodeText
+from pope_env.spaces import UnicodeText, check_text_action
 
 
 class MathEnv(gym.Env[str, str]):
@@ -33,10 +33,14 @@ class MathEnv(gym.Env[str, str]):
     which never contains the step with the final answer) or in ``info``.
 
     ## Action Space
-    ``UnicodeText(max_action_chars)``: the completion text. Any ``str`` is accepted by
-    ``step``; a non-string action, or one longer than the space allows, scores 0 with
-    ``info["format_ok"] = False`` instead of raising, so a misbehaving policy cannot crash
-    a vector env.
+    ``UnicodeText(max_action_chars)``: the completion text.
+
+    ## Invalid Actions
+    The rule of every pope-env env (docs/architecture.md, "Invalid actions"): a non-``str``
+    action raises :class:`~pope_env.errors.InvalidActionError` and changes nothing; a
+    ``str`` longer than ``max_action_chars`` ends the episode with reward
+    ``invalid_action_reward`` (0.0), ``format_ok = False`` and ``info["invalid_action"]``
+    naming the reason. Any other text is scored (malformed text simply scores 0).
 
     ## Observation Space
     ``UnicodeText``: the prompt rendered as plain text (system instruction, problem and, when
@@ -97,6 +101,7 @@ class MathEnv(gym.Env[str, str]):
     """
 
     metadata = {"render_modes": ["ansi"]}
+    invalid_action_reward = 0.0
 
     def __init__(
         self,
@@ -176,12 +181,14 @@ class MathEnv(gym.Env[str, str]):
             raise EnvStateError("step() called before reset(); call env.reset() first")
         if self._done:
             raise EnvStateError("the episode has ended (one answer per episode); call env.reset()")
+        invalid = check_text_action(action, self.action_space)
         self._done = True
-        if isinstance(action, str) and self.action_space.contains(action):
+        if invalid is None:
             score = self.verifier.score(action, self._problem.answer)
         else:
-            score = MathScore(reward=0.0, correct=False, format_ok=False, timed_out=False, extracted=None)
-        info = dict(self._info)
+            score = MathScore(reward=self.invalid_action_reward, correct=False, format_ok=False, timed_out=False,
+                              extracted=None)
+        info = dict(self._info) if invalid is None else dict(self._info, invalid_action=invalid)
         info.update(
             correct=score.correct,
             format_ok=score.format_ok,

@@ -30,7 +30,7 @@ from pope_env.rewards.similarity import (
     parse_srl_output,
     step_similarity,
 )
-from pope_env.spaces import UnicodeText
+from pope_env.spaces import UnicodeText, check_text_action
 
 __all__ = [
     "SYSTEM_PROMPT",
@@ -167,8 +167,16 @@ class SRLMathEnv(gym.Env[str, str]):
 
     ## Action Space
     ``UnicodeText``: any ``str``, expected as ``<think>monologue</think>`` followed by the
-    step (the exact rule: :func:`pope_env.rewards.similarity.parse_srl_output`).
-    A non-``str`` action is a format failure, not an error.
+    step (the exact rule: :func:`pope_env.rewards.similarity.parse_srl_output`). Text that
+    breaks the format is a valid action scored ``-1`` (SRL's format reward), not an
+    invalid one.
+
+    ## Invalid Actions
+    The rule of every pope-env env (docs/architecture.md, "Invalid actions"): a non-``str``
+    action raises :class:`~pope_env.errors.InvalidActionError` and changes nothing; a
+    ``str`` longer than the action space allows ends the episode (terminated) with reward
+    ``invalid_action_reward`` (-1.0, the lowest SRL reward), ``format_ok = False`` and
+    ``info["invalid_action"]`` naming the reason; no expert step is appended.
 
     ## Observation Space
     ``UnicodeText``: the user message of the SRL prompt, i.e. ``"Problem:\\n" + question +
@@ -188,8 +196,9 @@ class SRLMathEnv(gym.Env[str, str]):
     the observation then already holds expert steps ``1..k-1``).
 
     ## Episode End
-    Terminated after the action for the last expert step ``n``. Never truncated. A problem
-    with a single step is a one-step episode. Problems without steps are left out.
+    Terminated after the action for the last expert step ``n``, or on an invalid action.
+    Never truncated. A problem with a single step is a one-step episode. Problems without
+    steps are left out.
 
     ## Info
     ``problem_id``, ``step`` (the step the next action should write, 1-based),
@@ -213,6 +222,7 @@ class SRLMathEnv(gym.Env[str, str]):
     """
 
     metadata = {"render_modes": ["ansi"]}
+    invalid_action_reward = FORMAT_FAILURE_REWARD
     _single_step = False  # SRLMathStepEnv: one action per episode
 
     def __init__(
@@ -296,6 +306,13 @@ class SRLMathEnv(gym.Env[str, str]):
             raise EnvStateError("call reset() before step()")
         if self._done:
             raise EnvStateError("the episode is over; call reset() to start a new one")
+        invalid = check_text_action(action, self.action_space)
+        if invalid is not None:
+            self._done = True
+            info = self._info()
+            info.update(format_ok=False, format_error="invalid action", similarity=None, scored_step=self._k,
+                        invalid_action=invalid)
+            return self._observation(), float(self.invalid_action_reward), True, False, info
         n = len(self._problem.steps)
         reward, verdict = self._score(action, self._problem.steps[self._k - 1])
         scored = self._k
@@ -337,6 +354,9 @@ class SRLMathStepEnv(SRLMathEnv):
     weigh more, as in SRL's data), or the one given by
     ``reset(options={"problem_id": ..., "step": k})``; ``problem_id`` alone draws ``k``
     uniformly within that problem.
+
+    ## Invalid Actions
+    As ``SRL-Math-v0``.
 
     ## Episode End
     Terminated after one action.

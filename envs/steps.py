@@ -11,7 +11,7 @@ from pope_env.errors import ConfigError, EnvStateError
 from pope_env.guidance import GuidanceConfig, state_messages, state_text
 from pope_env.problem import Problem
 from pope_env.rewards.math import MathVerifier, default_verifier
-from pope_env.spaces import UnicodeText
+from pope_env.spaces import UnicodeText, check_text_action
 from pope_env.rollin import RollInSampler
 
 
@@ -40,9 +40,13 @@ class MathStepsEnv(gym.Env[str, str]):
     ## Action Space
     ``UnicodeText(max_step_chars)``: one step (text). The env adds ``step_separator``
     (a blank line) after a step that does not end with a newline. A whitespace-only step
-    is allowed and changes nothing but the step count (``info["empty_step"] = True``). A
-    non-string action, or a step longer than ``max_step_chars`` (e.g. 1 MB), ends the
-    episode as truncated with reward 0 and ``info["invalid_action"]`` naming the reason.
+    is allowed and changes nothing but the step count (``info["empty_step"] = True``).
+
+    ## Invalid Actions
+    The rule of every pope-env env (docs/architecture.md, "Invalid actions"): a non-``str``
+    action raises :class:`~pope_env.errors.InvalidActionError` and changes nothing; a step
+    longer than ``max_step_chars`` ends the episode (terminated) with reward
+    ``invalid_action_reward`` (0.0) and ``info["invalid_action"]`` naming the reason.
 
     ## Observation Space
     ``UnicodeText``: the prompt an LLM continues from: the instruction, the problem and the
@@ -67,7 +71,8 @@ class MathStepsEnv(gym.Env[str, str]):
 
     ## Episode End
     Terminated when a step contains ``\\boxed``. Truncated (reward 0) after ``max_steps``
-    agent steps, when the solution exceeds ``max_total_chars``, or on an invalid action.
+    agent steps, or when the solution exceeds ``max_total_chars``. Terminated (reward 0) on
+    an invalid action.
 
     ## Info
     ``problem_id``, ``guided``, ``prefix_len`` (oracle steps in the roll-in, 0 for a given
@@ -86,6 +91,7 @@ class MathStepsEnv(gym.Env[str, str]):
     """
 
     metadata = {"render_modes": ["ansi"]}
+    invalid_action_reward = 0.0
 
     def __init__(
         self,
@@ -192,15 +198,11 @@ class MathStepsEnv(gym.Env[str, str]):
         if self._done:
             raise EnvStateError("the episode has ended; call env.reset()")
         info = dict(self._info)
-        invalid = None
-        if not isinstance(action, str):
-            invalid = f"action must be a str, got {type(action).__name__}"
-        elif len(action) > self.max_step_chars:
-            invalid = f"step has {len(action)} characters; max_step_chars is {self.max_step_chars}"
+        invalid = check_text_action(action, self.action_space)
         if invalid:
             self._done = True
             info.update(invalid_action=invalid, correct=False, format_ok=False, timed_out=False)
-            return self._observe()[0], 0.0, False, True, info
+            return self._observe()[0], self.invalid_action_reward, True, False, info
 
         self._agent_steps += 1
         info["empty_step"] = not action.strip()

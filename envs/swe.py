@@ -7,27 +7,19 @@ similarity reward) are all :class:`SWEEnv` with a different ``mode``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
 
 from pope_env.errors import ConfigError, EnvStateError, UnknownNameError
+from pope_env.rewards.similarity import step_similarity
 from pope_env.sandbox.base import ExecResult, Sandbox, SandboxLimits
-from pope_env.spaces import UnicodeText
+from pope_env.spaces import UnicodeText, check_text_action
 from pope_env.swe.task import SWETask, expert_commands
 
 SUBMIT = "submit"
 MODES = ("unguided", "guided", "srl")
-
-try:  # the SRL reward; equal bit for bit to difflib's ratio, which stands in until it lands
-    from pope_env.rewards.similarity import step_similarity
-except ImportError:  # pragma: no cover - depends on which branches are merged
-
-    def step_similarity(a: str, b: str) -> float:
-        """SRL step similarity: ``difflib.SequenceMatcher(None, a, b).ratio()`` in [0, 1]."""
-        return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 def format_step(command: str, result: ExecResult) -> str:
@@ -55,6 +47,15 @@ class SWEEnv(gym.Env[str, str]):
     :class:`~pope_env.spaces.UnicodeText`: one shell command (``bash -c``; may span lines),
     or ``"submit"`` to hand in the work tree's diff.
 
+    ## Invalid Actions
+    The rule of every pope-env env (docs/architecture.md, "Invalid actions"): a non-``str``
+    action raises :class:`~pope_env.errors.InvalidActionError` and changes nothing. A
+    ``str`` that cannot be a command (longer than the action space allows, or holding a NUL
+    character, which no program argument can carry) ends the episode (terminated) with
+    reward ``invalid_action_reward`` (0.0), without running or grading anything, and
+    ``info["invalid_action"]`` naming the reason. A command that merely fails is valid: its
+    exit code and output are the observation.
+
     ## Observation Space
     :class:`~pope_env.spaces.UnicodeText`: the issue text, then (guided/srl) the expert's
     commands so far with their outputs, then the last command and its output with its exit
@@ -76,9 +77,20 @@ class SWEEnv(gym.Env[str, str]):
     run (default 0).
 
     ## Episode End
-    Terminated on ``submit`` (unguided/guided) or after the expert's last command (srl).
-    Truncated when ``max_steps`` agent commands have run; unguided/guided then grade the
-    work tree as if submitted.
+    Terminated on ``submit`` (unguided/guided), after the expert's last command (srl), or
+    on an invalid action. Truncated when ``max_steps`` agent commands have run;
+    unguided/guided then grade the work tree as if submitted.
+
+    ## Info
+    ``reset``: ``instance_id``, ``guided``, ``prefix_len``, ``episode_start = True``.
+    ``step``: ``instance_id``, ``step`` (agent commands so far), ``episode_start = False``
+    and ``output``: what this step added to the observation, i.e. the command with its
+    exit code and output (the expert's command in srl mode), or the verdict when the
+    episode ends (graded or invalid). An
+    agent that keeps its own conversation appends ``output`` instead of parsing the
+    observation. Also ``exit_code``, ``timed_out``, ``truncated_bytes`` after a command;
+    ``patch``, ``resolved``, ``grade``, ``submitted`` after grading; ``expert_step``,
+    ``similarity`` in srl mode; ``invalid_action`` after an invalid action.
 
     ## Arguments
     * ``tasks``: SWE-bench-format records (dicts, ``SWEInstance``, :class:`SWETask`) or a
@@ -98,6 +110,7 @@ class SWEEnv(gym.Env[str, str]):
     """
 
     metadata = {"render_modes": ["ansi"]}
+    invalid_action_reward = 0.0
 
     def __init__(
         self,
@@ -168,16 +181,15 @@ class SWEEnv(gym.Env[str, str]):
         self._close_sandbox()
         self.sandbox = self._factory(self.task)
         self._history, self._last, self._steps, self._k, self._done = [], "", 0, 0, False
-        info: dict[str, Any] = {"instance_id": self.task.instance_id, "guided": self.mode == "guided", "prefix_len": 0}
+        info: dict[str, Any] = {"instance_id": self.task.instance_id, "guided": self.mode == "guided", "prefix_len": 0,
+                                "episode_start": True}
         if self.mode != "unguided":
             expert = self._expert_actions()
             if self.mode == "guided":
-                default = max(1, len(expert) // 2)
-                n = int(options.get("prefix_len", default))
-                upper = len(expert) - 1
+                n = int(options.get("prefix_len", max(1, len(expert) // 2)))
             else:
                 n = int(options.get("step", 0))
-                upper = len(expert) - 1
+            upper = len(expert) - 1
             if not 0 <= n <= max(upper, 0):
                 raise ConfigError(f"{'prefix_len' if self.mode == 'guided' else 'step'} must be in [0, {upper}] "
                                   f"for {self.task.instance_id} ({len(expert)} expert commands), got {n}")
@@ -190,17 +202,25 @@ class SWEEnv(gym.Env[str, str]):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._done or self.sandbox is None or self.task is None:
             raise EnvStateError("step() called before reset() or after the episode ended; call reset()")
-        if not isinstance(action, str):
-            raise ConfigError(f"an action is one shell command as str, got {type(action).__name__}")
+        invalid = check_text_action(action, self.action_space)
+        if invalid is None and "\x00" in action:
+            invalid = "the command holds a NUL character, which no program argument can carry"
         self._steps += 1
-        info: dict[str, Any] = {"instance_id": self.task.instance_id, "step": self._steps}
+        info: dict[str, Any] = {"instance_id": self.task.instance_id, "step": self._steps, "episode_start": False}
+        if invalid is not None:
+            self._done = True
+            self._close_sandbox()
+            self._last = f"Invalid action: {invalid}. The episode ended without grading."
+            info.update(invalid_action=invalid, output=self._last)
+            return self._observation(), self.invalid_action_reward, True, False, info
         if self.mode == "srl":
             return self._srl_step(action, info)
         if action.strip() == SUBMIT:
             return self._finish(info, truncated=False)
         result = self.sandbox.exec(action, timeout=self.command_timeout_s)
         self._last = format_step(action, result)
-        info.update(exit_code=result.exit_code, timed_out=result.timed_out, truncated_bytes=result.truncated_bytes)
+        info.update(exit_code=result.exit_code, timed_out=result.timed_out, truncated_bytes=result.truncated_bytes,
+                    output=self._last)
         if self._steps >= self.max_steps:
             obs, reward, _, _, info = self._finish(info, truncated=True)
             return obs, reward, False, True, info
@@ -236,7 +256,7 @@ class SWEEnv(gym.Env[str, str]):
         terminated = self._k >= len(expert)
         truncated = not terminated and self._steps >= self.max_steps
         self._done = terminated or truncated
-        info.update(expert_step=self._k - 1, similarity=reward)
+        info.update(expert_step=self._k - 1, similarity=reward, output=self._history[-1])
         return self._observation(), reward, terminated, truncated, info
 
     def _finish(self, info: dict[str, Any], *, truncated: bool):
@@ -247,8 +267,9 @@ class SWEEnv(gym.Env[str, str]):
         self._done = True
         self._close_sandbox()
         info.update(patch=patch, resolved=grade.resolved, grade=grade.to_dict(with_log=True), submitted=not truncated)
-        self._last = (f"Submitted. {grade.status}: {grade.reason}" if not truncated
-                      else f"Step limit reached; the work tree was graded. {grade.status}: {grade.reason}")
+        verdict = (f"Submitted. {grade.status}: {grade.reason}" if not truncated
+                   else f"Step limit reached; the work tree was graded. {grade.status}: {grade.reason}")
+        self._last = info["output"] = verdict
         return self._observation(), grade.reward, not truncated, truncated, info
 
     def _observation(self) -> str:
@@ -256,8 +277,8 @@ class SWEEnv(gym.Env[str, str]):
         if self._history:
             parts.append("<expert_steps>\n" + "\n".join(self._history) + "</expert_steps>")
         if self._last:
-            parts.append(f"<last_command>\n{self._last}</last_command>" if not self._last.startswith(("Submitted", "Step limit"))
-                         else self._last)
+            parts.append(f"<last_command>\n{self._last}</last_command>"
+                         if not self._last.startswith(("Submitted", "Step limit", "Invalid action")) else self._last)
         return "\n\n".join(parts) + "\n"
 
     def _close_sandbox(self) -> None:

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from pope_env.errors import ConfigError, DataFormatError, EnvStateError, PopeEnvError
+from pope_env.errors import ConfigError, DataFormatError, EnvStateError, InvalidActionError
 from pope_env.guidance import prefix_cap
 from pope_env.mixture import MixtureSampler
 from pope_env.problem import Problem
@@ -36,7 +36,7 @@ MODES = ("unguided", "guided", "pope")
 RESET_OPTIONS = ("problem_id", "prefix_len", "prefix_steps", "guided")
 
 
-class InvalidTokenError(PopeEnvError, ValueError):
+class InvalidTokenError(InvalidActionError, ValueError):
     """An action that is not a token id of the vocabulary (not an int in ``[0, V)``)."""
 
 
@@ -240,10 +240,16 @@ class TokenEnv(gym.Env[np.ndarray, int]):
     ``n``-operation problem is an expression with exactly ``n - 1 - k`` operators ended by a
     newline, the last line is ``\\boxed{`` number ``}``; numbers have at most
     ``len(str(max_value))`` digits and no leading zeros. The mask encodes only this format,
-    never a value. **Masked actions** (grammar-invalid tokens) are a documented penalty, not
-    an error: the episode terminates with reward ``invalid_action_reward`` (default -1) and
-    ``info["invalid_action"]`` naming the token. An action that is not a token id at all
-    (outside ``[0, 16)``, not an integer) raises :class:`InvalidTokenError`.
+    never a value.
+
+    ## Invalid Actions
+    The rule of every pope-env env (docs/architecture.md, "Invalid actions"): an action that
+    is not a token id at all (not an integer, or outside ``[0, 16)``) raises
+    :class:`InvalidTokenError` (an :class:`~pope_env.errors.InvalidActionError`) and changes
+    nothing. A **masked action** (a token id the grammar does not allow here) ends the
+    episode (terminated) with reward ``invalid_action_reward`` (default -1, below a wrong
+    answer's 0 so that agents without masks learn the grammar) and ``info["invalid_action"]``
+    naming the token.
 
     ## Observation Space
     ``MultiDiscrete([17] * (Q + L) + [L + 1])`` (int64): ``Q`` slots of question tokens, then

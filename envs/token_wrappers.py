@@ -23,7 +23,7 @@ import numpy as np
 from pope_env.envs.token import TokenEnv, tokenize
 from pope_env.errors import ConfigError, DataFormatError, EnvStateError
 from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig, state_messages, state_text
-from pope_env.spaces import UnicodeText
+from pope_env.spaces import UnicodeText, check_text_action
 
 
 def _token_env(env: gym.Env) -> TokenEnv:
@@ -44,7 +44,8 @@ class TextObservation(gym.ObservationWrapper):
     """Observation = the state as prompt text (``UnicodeText``); actions stay token ids.
 
     ``info["messages"]`` (on reset) holds the chat form. :meth:`action_masks` is the token
-    env's, so ``MaskablePPO``-style agents keep working on the ids.
+    env's, so ``MaskablePPO``-style agents keep working on the ids. Invalid actions follow
+    the token env's rule unchanged (see :class:`~pope_env.envs.token.TokenEnv`).
     """
 
     def __init__(self, env: gym.Env, config: GuidanceConfig = DEFAULT_CONFIG) -> None:
@@ -71,10 +72,16 @@ class TextActions(gym.Wrapper):
     ## Action Space
     ``UnicodeText(max_action_chars)``: a chunk of solution text over the token vocabulary
     (digits, ``+ - *``, newline, ``\\boxed{``, ``}``). It is tokenized and stepped token by
-    token; the first grammar-invalid token gets the token env's documented penalty (episode
-    ends, ``invalid_action_reward``). Text with a character outside the vocabulary, or an
-    empty chunk, gets the same penalty without touching the token env (``info
-    ["invalid_action"]`` names the reason). Tokens after the episode's end are ignored.
+    token. Tokens after the episode's end are ignored.
+
+    ## Invalid Actions
+    The rule of every pope-env env (docs/architecture.md, "Invalid actions"): a non-``str``
+    action raises :class:`~pope_env.errors.InvalidActionError` and changes nothing. A
+    well-typed invalid chunk ends the episode (terminated) with the token env's
+    ``invalid_action_reward`` and ``info["invalid_action"]`` naming the reason: a
+    grammar-invalid (masked) token inside the chunk, or, without touching the token env,
+    an empty chunk, one longer than ``max_action_chars`` or one with a character outside
+    the vocabulary.
 
     ## Observation Space
     ``UnicodeText``: the prompt (instruction, problem, solution so far) of
@@ -108,14 +115,10 @@ class TextActions(gym.Wrapper):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._done:
             raise EnvStateError("the episode has ended (or was never started); call env.reset()")
-        reason = None
-        if not isinstance(action, str):
-            reason = f"action must be a str, got {type(action).__name__}"
-        elif not action:
+        reason = check_text_action(action, self.action_space)
+        if reason is None and not action:
             reason = "empty action"
-        elif len(action) > self.action_space.max_length:
-            reason = f"action has {len(action)} characters; max_action_chars is {self.action_space.max_length}"
-        else:
+        elif reason is None:
             try:
                 tokens = tokenize(action)
             except DataFormatError as exc:

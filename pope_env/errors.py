@@ -42,6 +42,16 @@ class ConfigError(PopeEnvError, ValueError):
     """An argument or configuration value is out of range or inconsistent."""
 
 
+class InvalidActionError(PopeEnvError, TypeError):
+    """``step`` got an action of the wrong type (not a ``str`` for a text env, not a token id
+    for ``TokenEnv``): a bug in the calling code, not a policy's mistake.
+
+    A well-typed action that is still invalid (too long, a masked token, an unrunnable
+    command) does not raise: it ends the episode with the env's ``invalid_action_reward``
+    and ``info["invalid_action"]`` (docs/architecture.md, "Invalid actions").
+    """
+
+
 class DependencyError(PopeEnvError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 

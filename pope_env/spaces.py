@@ -21,7 +21,7 @@ from gymnasium.vector.utils import (
     write_to_shared_memory,
 )
 
-from pope_env.errors import ConfigError
+from pope_env.errors import ConfigError, InvalidActionError
 
 _SAMPLE_ALPHABET = tuple("abcdefghijklmnopqrstuvwxyz0123456789 +-*/=()^{}\\$.,") + ("π", "√", "∑")
 
@@ -71,6 +71,27 @@ class UnicodeText(spaces.Space[str]):
 
     def from_jsonable(self, sample_n: list[str]) -> list[str]:
         return list(sample_n)
+
+
+def check_text_action(action: Any, space: UnicodeText) -> str | None:
+    """Check a text env's action by pope-env's invalid-action rule (docs/architecture.md).
+
+    Returns ``None`` when ``action`` is in ``space``, else the reason it is not (a ``str``
+    longer than ``space.max_length``): the env then ends the episode with its
+    ``invalid_action_reward`` and puts the reason in ``info["invalid_action"]``.
+
+    Raises:
+        InvalidActionError: ``action`` is not a ``str`` (a bug in the caller, not a policy
+            mistake: decode token ids to text before calling ``step``).
+    """
+    if not isinstance(action, str):
+        raise InvalidActionError(
+            f"an action of this env is text (str), got {type(action).__name__}; "
+            "decode the policy's output to a str before calling step()"
+        )
+    if len(action) > space.max_length:
+        return f"action has {len(action)} characters; the action space allows at most {space.max_length}"
+    return None
 
 
 # --- vector-env support ----------------------------------------------------------------

@@ -12,7 +12,7 @@ import pope_env  # noqa: F401
 from pope_env.agents.simple import OracleAgent
 from pope_env.datasets import load_dataset
 from pope_env.envs.math import MathEnv
-from pope_env.errors import ConfigError, EnvStateError, UnknownNameError
+from pope_env.errors import ConfigError, EnvStateError, InvalidActionError, UnknownNameError
 from pope_env.steps import max_prefix_len
 
 MATH_IDS = ["POPE-Math-v0", "POPE-Math-Hard-v0", "POPE-Math-Guided-v0", "POPE-Math-Eval-v0"]
@@ -96,8 +96,10 @@ def test_bad_input():
     with pytest.raises(EnvStateError, match="before reset"):
         env.step("x")
     env.reset(seed=0)
-    _, reward, *_, info = env.step(12345)  # non-string action
-    assert reward == 0.0 and info["format_ok"] is False
+    with pytest.raises(InvalidActionError, match="str"):  # a non-string action is a caller's bug
+        env.step(12345)
+    _, reward, terminated, _, info = env.step("x" * ((1 << 24) + 1))  # outside the action space
+    assert reward == 0.0 and terminated and info["format_ok"] is False and "at most" in info["invalid_action"]
     with pytest.raises(EnvStateError, match="ended"):
         env.step("again")
     with pytest.raises(UnknownNameError, match="no-such-problem"):

@@ -14,7 +14,7 @@ from pope_env.errors import ConfigError, EnvStateError, UnknownNameError
 from pope_env.sandbox import SandboxLimits, make_sandbox
 from pope_env.sandbox.base import ExecResult, Sandbox
 from pope_env.sandbox.reaper import OWNER_LABELS, SANDBOX_LABEL, owner_labels, process_start_ticks, reap_orphans
-from pope_env.swe.images import base_image_tag, debian_mirror
+from pope_env.swe.images import base_image_tag, built_base_rootfs, debian_mirror
 from swe_helpers import docker_or_skip, tiny_image, tiny_repo  # noqa: F401  (fixtures)
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
@@ -25,9 +25,12 @@ def open_sandbox(request, tiny_repo):
     """Starts sandboxes of one backend on the tiny repository; closes them after the test."""
     started = []
     image = request.getfixturevalue("tiny_image") if request.param == "docker" else None
+    rootfs = built_base_rootfs()
+    if request.param == "bwrap" and rootfs is None:
+        pytest.skip("the debootstrapped base tree is not built (`pope-env swe build-images`)")
 
     def start(**kwargs) -> Sandbox:
-        sb = make_sandbox(image=image, repo_dir=tiny_repo, backend=request.param, **kwargs)
+        sb = make_sandbox(image=image, repo_dir=tiny_repo, backend=request.param, rootfs=rootfs, **kwargs)
         started.append(sb)
         return sb
 
@@ -194,10 +197,21 @@ def test_bad_limits_and_backend_are_clear_errors():
 
 
 @needs_bwrap
+def test_bwrap_root_without_mount_points_is_a_clear_error(tiny_repo, tmp_path):
+    """The root comes from the caller (the sandbox layer knows nothing of SWE images); one
+    that lacks the mount points fails at once, naming them and where a good root comes from."""
+    from pope_env.sandbox.bwrap import BwrapSandbox
+
+    with pytest.raises(ConfigError, match=r"has no /testbed, /home/pope, /tmp.*built_base_rootfs"):
+        BwrapSandbox(tiny_repo, rootfs=tmp_path)
+
+
+@needs_bwrap
 def test_bwrap_reaper_removes_a_dead_owners_folder(tiny_repo, tmp_path):
     script = (f"import os, sys; sys.path.insert(0, {os.getcwd()!r})\n"
               "from pope_env.sandbox.bwrap import BwrapSandbox\n"
-              f"sb = BwrapSandbox({str(tiny_repo)!r})\n"
+              "from pope_env.swe.images import built_base_rootfs\n"
+              f"sb = BwrapSandbox({str(tiny_repo)!r}, rootfs=built_base_rootfs())\n"
               "print(sb.root, flush=True)\n"
               "os.kill(os.getpid(), 9)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 import pope_env  # noqa: F401  (registers the ids)
 from pope_env.envs.srl import SYSTEM_PROMPT, SRLMathEnv, SRLMathStepEnv, srl_prompts
-from pope_env.errors import ConfigError, EnvStateError, UnknownNameError
+from pope_env.errors import ConfigError, EnvStateError, InvalidActionError, UnknownNameError
 from pope_env.problem import Problem
 from pope_env.rewards.similarity import srl_reward_func, step_similarity
 
@@ -83,17 +83,21 @@ def test_episode_walks_the_expert_solution(problems):
         env.step("<think>x</think>y")
 
 
-def test_rewards_exact_copy_format_failures_and_non_strings(problems):
+def test_rewards_exact_copy_format_failures_and_non_strings_raise(problems):
     env = SRLMathEnv(problems)
     p = problems[1]
     env.reset(options={"problem_id": p.id})
     _, r, *_ = env.step(f"<think>copy</think>\n{p.steps[0]}\n")
     assert r == 1.0
-    for bad in ["", "   ", "no tags at all", "<think>unclosed", "<think>a</think>", "pre <think>a</think>b", 42, None, ["x"]]:
+    for bad in ["", "   ", "no tags at all", "<think>unclosed", "<think>a</think>", "pre <think>a</think>b"]:
         env.reset(options={"problem_id": p.id, "step": 1})
         _, r, terminated, _, info = env.step(bad)
         assert r == -1.0 and info["format_ok"] is False and info["format_error"] and info["similarity"] is None
-        assert terminated is (len(p.steps) == 1)
+        assert terminated is (len(p.steps) == 1) and "invalid_action" not in info
+    for bad in [42, None, ["x"]]:  # not text: the caller's bug (docs/architecture.md, "Invalid actions")
+        env.reset(options={"problem_id": p.id, "step": 1})
+        with pytest.raises(InvalidActionError, match="str"):
+            env.step(bad)
 
 
 def test_reset_options(problems):

@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 import pope_env  # noqa: F401
 from pope_env.envs.math import MathEnv
 from pope_env.envs.steps import MathStepsEnv
-from pope_env.errors import ConfigError, EnvStateError, UnknownNameError
+from pope_env.errors import ConfigError, EnvStateError, InvalidActionError, UnknownNameError
 from pope_env.guidance import guided_text, prefix_cap
 
 STEP_IDS = ["POPE-Math-Steps-v0", "POPE-Math-Steps-Hard-v0", "POPE-Math-Steps-Guided-v0"]
@@ -85,11 +85,11 @@ def test_truncation_and_bad_input():
     with pytest.raises(EnvStateError, match="ended"):
         env.step("x")
     env.reset(options={"problem_id": pid})
-    _, reward, terminated, truncated, info = env.step("x" * (1 << 20))  # a 1 MB step
-    assert truncated and reward == 0.0 and "max_step_chars" in info["invalid_action"]
+    _, reward, terminated, truncated, info = env.step("x" * (1 << 20))  # a 1 MB step: invalid, ends the episode
+    assert terminated and not truncated and reward == 0.0 and "at most 1000" in info["invalid_action"]
     env.reset(options={"problem_id": pid})
-    _, reward, _, truncated, info = env.step(None)
-    assert truncated and "must be a str" in info["invalid_action"]
+    with pytest.raises(InvalidActionError, match="str"):  # a non-string action is a caller's bug
+        env.step(None)
     with pytest.raises(UnknownNameError):
         env.reset(options={"problem_id": "nope", "state": ["a"]})
     with pytest.raises(ConfigError, match="out of range"):

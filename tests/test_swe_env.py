@@ -61,7 +61,7 @@ def test_expert_commands_resolve_the_issue(make_env, tiny_task):
     env = make_env([tiny_task])
     obs, info = env.reset(seed=0)
     assert tiny_task.problem_statement in obs and info == {"instance_id": "tiny__calc-1", "guided": False,
-                                                             "prefix_len": 0}
+                                                             "prefix_len": 0, "episode_start": True}
     assert "return a + b" not in obs and tiny_task.patch not in obs  # no privileged text
     rewards = []
     for action in EXPERT:

@@ -11,6 +11,7 @@ import pytest
 
 from pope_env.agents.swe_agent import FormatError, OracleAgent, SWEAgent, parse_action, run_episode
 from pope_env.envs.swe import SWEEnv
+from pope_env.errors import ConfigError
 from swe_helpers import (EXPERT, FIXING_REPLIES, ScriptedPolicy, docker_or_skip, task_record, tiny_image,  # noqa: F401
                          tiny_repo, tiny_task)
 
@@ -46,9 +47,11 @@ def test_llm_agent_loop_recovers_from_format_errors_and_resolves(tiny_task):
 
 def test_oracle_agent_follows_the_roll_in():
     oracle = OracleAgent({"i": ["a", "b", "c", "submit"]})
-    assert oracle.act("obs", {"instance_id": "i", "prefix_len": 2}) == "c"
-    assert oracle.act("obs", {"instance_id": "i", "step": 1}) == "submit"
-    assert oracle.act("obs", {"instance_id": "i", "step": 2}) == "submit"
+    assert oracle.act("obs", {"instance_id": "i", "prefix_len": 2, "episode_start": True}) == "c"
+    assert oracle.act("obs", {"instance_id": "i", "step": 1, "episode_start": False}) == "submit"
+    assert oracle.act("obs", {"instance_id": "i", "step": 2, "episode_start": False}) == "submit"
+    with pytest.raises(ConfigError, match="episode_start"):  # not a SWE env's info: say so, don't guess
+        oracle.act("obs", {"instance_id": "i"})
 
 
 def _write_instances(tmp_path: Path, image: str) -> tuple[Path, Path]:

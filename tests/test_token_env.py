@@ -14,7 +14,7 @@ from pope_env.envs.token import (
     BOX, CLOSE, NEWLINE, PAD, V, InvalidTokenError, TokenEnv, detokenize, tokenize,
 )
 from pope_env.envs.token_wrappers import TextActions, TextObservation
-from pope_env.errors import ConfigError, DataFormatError, EnvStateError, UnknownNameError
+from pope_env.errors import ConfigError, DataFormatError, EnvStateError, InvalidActionError, UnknownNameError
 
 sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
 
@@ -301,7 +301,7 @@ def test_text_actions_share_the_dynamics():
 
 def test_text_actions_bad_input_gets_the_penalty():
     env = TextActions(TokenEnv("easy"))
-    for action in ["x", "", "\\boxed{1}}", 7]:
+    for action in ["x", "", "\\boxed{1}}"]:
         env.reset(seed=0)
         _, reward, terminated, _, info = env.step(action)
         if action == "\\boxed{1}}":  # the first '}' ends the episode; the rest is ignored
@@ -310,6 +310,9 @@ def test_text_actions_bad_input_gets_the_penalty():
             assert reward == -1.0 and terminated and info["invalid_action"]
     with pytest.raises(EnvStateError):
         env.step("1")
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError):  # not text at all: the caller's bug, not the policy's
+        env.step(7)
 
 
 def test_text_observation_keeps_masks():

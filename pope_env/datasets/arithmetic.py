@@ -7,7 +7,7 @@ line per step, and boxes the final value::
     question: "Compute left to right: 7*3+7-8"
     steps:    ("21+7-8\\n", "28-8\\n", "\\\\boxed{20}")
 
-Why this format (DESIGN.md section 7): a mid-solution state then looks exactly like a
+Why this format (docs/demo.md): a mid-solution state then looks exactly like a
 shorter problem, so a model that solves short chains can continue from an oracle prefix
 of a long chain -- the property POPE's guided roll-in needs. Answers are integers and
 verify through the same math reward as MATH (last ``\\boxed{}``).

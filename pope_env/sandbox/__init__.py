@@ -3,7 +3,9 @@
 :class:`~pope_env.sandbox.base.Sandbox` is the protocol; backends are
 :class:`~pope_env.sandbox.docker.DockerSandbox` (default when a Docker engine answers) and
 :class:`~pope_env.sandbox.bwrap.BwrapSandbox` (bubblewrap, no daemon). :func:`make_sandbox`
-picks one::
+picks one; :mod:`pope_env.sandbox.engine` is the one place a Docker client comes from. This
+package imports nothing from ``pope_env.swe``, ``pope_env.envs`` or ``pope_env.agents``
+(``tests/test_layering.py`` checks it)::
 
     from pope_env.sandbox import make_sandbox
 
@@ -17,14 +19,13 @@ from pathlib import Path
 
 from pope_env.errors import ConfigError, UnknownNameError
 from pope_env.sandbox.base import ExecResult, Sandbox, SandboxLimits
+from pope_env.sandbox.engine import docker_client, engine_answers
 
 BACKENDS = ("auto", "docker", "bwrap")
 
 
 def default_backend() -> str:
     """``"docker"`` when a Docker engine answers, else ``"bwrap"``."""
-    from pope_env.swe.images import engine_answers
-
     return "docker" if engine_answers() else "bwrap"
 
 
@@ -48,8 +49,8 @@ def make_sandbox(
         backend: ``"docker"``, ``"bwrap"`` or ``"auto"`` (Docker when an engine answers and
             ``image`` is given, else bubblewrap).
         workdir: Where the repository lives inside the sandbox.
-        rootfs: Root file system for bubblewrap (default: the debootstrapped base tree if
-            built, else the host's ``/`` read-only).
+        rootfs: Root file system for bubblewrap, mounted read-only (default: the host's
+            ``/``; SWE tasks pass :func:`pope_env.swe.images.built_base_rootfs`).
     """
     if backend not in BACKENDS:
         raise UnknownNameError("sandbox backend", backend, BACKENDS)
@@ -68,4 +69,5 @@ def make_sandbox(
     return BwrapSandbox(repo_dir, workdir=workdir, base_commit=base_commit, limits=limits, rootfs=rootfs)
 
 
-__all__ = ["BACKENDS", "ExecResult", "Sandbox", "SandboxLimits", "default_backend", "make_sandbox"]
+__all__ = ["BACKENDS", "ExecResult", "Sandbox", "SandboxLimits", "default_backend", "docker_client",
+           "engine_answers", "make_sandbox"]

@@ -3,9 +3,10 @@
 Each command runs in fresh namespaces (``bwrap --unshare-all``: no network, own pids, own
 IPC/UTS) as uid 1000, with the root file system mounted read-only; only ``/testbed`` (a
 private git clone of the repository), ``/tmp`` and ``/home/pope`` are writable, and all
-three live in one host temp folder removed by :meth:`close`. The root is the debootstrapped
-base tree of :mod:`pope_env.swe.images` when it has been built, else the host's ``/``
-(read-only; its Python and packages are then what the sandbox sees).
+three live in one host temp folder removed by :meth:`close`. The root is the ``rootfs``
+the caller passes (SWE tasks pass the debootstrapped base tree of
+:mod:`pope_env.swe.images` when it has been built), else the host's ``/`` (read-only; its
+Python and packages are then what the sandbox sees).
 
 Limits come from cgroups v1 (``/sys/fs/cgroup/{memory,pids,cpu}/pope-env-bwrap-...``; needs
 root): memory (OOM kill, exit 137), pids (a fork bomb fails to fork) and a CPU quota. Without
@@ -41,13 +42,6 @@ _ENV = {
 }
 
 
-def _default_rootfs() -> Path:
-    from pope_env.swe.images import base_rootfs_dir
-
-    base = base_rootfs_dir()
-    return base if (base.parent / "rootfs.complete").exists() else Path("/")
-
-
 class BwrapSandbox:
     """A private clone of a git repository, driven by commands in bubblewrap namespaces.
 
@@ -56,7 +50,10 @@ class BwrapSandbox:
         workdir: Where the clone is mounted inside the sandbox.
         base_commit: Commit to check out at start; :meth:`diff` is taken against it.
         limits: Resource and output limits.
-        rootfs: Root file system (read-only); default: the base tree if built, else ``/``.
+        rootfs: Root file system, mounted read-only; default: the host's ``/``. It must hold
+            ``workdir``, ``/home/pope`` and ``/tmp`` (mount points). SWE tasks pass the
+            debootstrapped base tree when it is built
+            (:func:`pope_env.swe.images.built_base_rootfs`).
     """
 
     def __init__(self, repo_dir: str | os.PathLike[str], *, workdir: str = "/testbed",
@@ -70,7 +67,12 @@ class BwrapSandbox:
         reap_orphans_once()
         self.workdir = workdir
         self.limits = limits
-        self.rootfs = Path(rootfs) if rootfs is not None else _default_rootfs()
+        self.rootfs = Path(rootfs) if rootfs is not None else Path("/")
+        missing = [d for d in (workdir, "/home/pope", "/tmp") if not (self.rootfs / d.lstrip("/")).is_dir()]
+        if missing:  # bubblewrap mounts onto them and cannot create them in a read-only root
+            raise ConfigError(f"the sandbox root {self.rootfs} has no {', '.join(missing)}; pass rootfs= a tree "
+                              "that has them (`pope-env swe build-images` makes one: "
+                              "pope_env.swe.images.built_base_rootfs())")
         self._closed = False
         self.root = Path(tempfile.mkdtemp(prefix=bwrap_name()))
         self._cgroups: list[Path] = []

@@ -29,6 +29,7 @@ import weakref
 
 from pope_env.errors import ConfigError, EnvStateError, PopeEnvError
 from pope_env.sandbox.base import ExecResult, SandboxLimits
+from pope_env.sandbox.engine import docker_client
 from pope_env.sandbox.reaper import OWNER_LABELS, SANDBOX_LABEL, owner_labels, reap_orphans_once
 
 DEFAULT_USER = "1000:1000"
@@ -62,13 +63,15 @@ class DockerSandbox:
     """A repository work tree in a locked-down, labelled, always-removed Docker container.
 
     Args:
-        image: Image tag holding the repository at ``workdir`` (see :mod:`pope_env.swe.images`).
+        image: Image tag holding the repository at ``workdir`` (built by :mod:`pope_env.swe.images`).
         workdir: The repository's path in the image.
         base_commit: Commit to check out (``git checkout -f``) at start;
             :meth:`diff` is taken against it. ``None``: the image's ``HEAD``.
         limits: Resource and output limits.
         user: ``uid:gid`` commands run as.
-        client: A docker-py client (default: ``docker.from_env()``).
+        client: A docker-py client. Default: :func:`pope_env.sandbox.engine.docker_client`,
+            i.e. ``docker.from_env()`` (``DOCKER_HOST`` or ``/var/run/docker.sock``) after a
+            ``ping``; it raises :class:`~pope_env.errors.DependencyError` when no engine answers.
     """
 
     def __init__(
@@ -81,8 +84,6 @@ class DockerSandbox:
         user: str = DEFAULT_USER,
         client=None,
     ) -> None:
-        from pope_env.swe.images import docker_client
-
         self.image = image
         self.workdir = workdir
         self.limits = limits

@@ -72,7 +72,7 @@ def reap_orphans(client=None, *, dry_run: bool = False) -> list[Reaped]:
     host = socket.gethostname()
     if client is None:
         try:
-            from pope_env.swe.images import docker_client
+            from pope_env.sandbox.engine import docker_client
 
             client = docker_client()
         except Exception:

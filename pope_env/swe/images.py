@@ -34,6 +34,7 @@ from pathlib import Path
 
 from pope_env.errors import ConfigError, DependencyError, PopeEnvError
 from pope_env.paths import cache_dir
+from pope_env.sandbox.engine import docker_client, engine_answers  # re-exported: imported from here too
 
 IMAGE_LABEL = "pope-env.image"
 """Label on every image pope-env builds (value ``"1"``); ``docker images -f label=...``."""
@@ -55,31 +56,6 @@ class ImageBuildError(PopeEnvError, RuntimeError):
 
 def _quiet(_: str) -> None:
     pass
-
-
-def docker_client():
-    """A docker-py client that answered ``ping``, or :class:`DependencyError` saying why not."""
-    from pope_env.errors import require
-
-    docker = require("docker", "swe")
-    try:
-        client = docker.from_env(timeout=600)
-        client.ping()
-    except Exception as exc:  # docker.errors.DockerException, requests errors, PermissionError
-        raise DependencyError(
-            f"no Docker engine answers ({exc}); start one (`dockerd &` as root, see DESIGN.md) "
-            "or use the bubblewrap sandbox (`make_sandbox(..., backend='bwrap')`)"
-        ) from exc
-    return client
-
-
-def engine_answers() -> bool:
-    """True when a Docker engine answers a ping (used to choose the default sandbox)."""
-    try:
-        docker_client()
-    except PopeEnvError:
-        return False
-    return True
 
 
 def _digest(obj: object) -> str:
@@ -152,6 +128,17 @@ def _add_user(rootfs: Path) -> None:
 def base_rootfs_dir() -> Path:
     """Where the debootstrapped tree of the current base recipe is kept (for bubblewrap)."""
     return cache_dir("images") / base_image_tag().split(":")[1] / "rootfs"
+
+
+def built_base_rootfs() -> Path | None:
+    """The debootstrapped base tree if it has been built completely, else ``None``.
+
+    SWE tasks pass it as ``rootfs`` to the bubblewrap sandbox, so commands there see the
+    same Debian userland as in the Docker images; ``None`` leaves the sandbox on the host's
+    ``/`` (read-only).
+    """
+    base = base_rootfs_dir()
+    return base if (base.parent / "rootfs.complete").exists() else None
 
 
 def build_base_rootfs(*, mirror: str | None = None, progress: Progress = _quiet) -> Path:
@@ -284,10 +271,7 @@ def ensure_repo_image(spec: RepoImageSpec, *, base_tag: str | None = None, progr
         ctx = Path(tmp)
         wheels = ctx / "wheels"
         wheels.mkdir()
-        if spec.requirements:
-            fetch_wheels(spec.requirements, wheels, progress=progress)
-        else:
-            fetch_wheels((), wheels, progress=progress)
+        fetch_wheels(spec.requirements, wheels, progress=progress)  # pip itself at least
         progress(f"copy {spec.repo_dir} (git clone)")
         subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(spec.repo_dir), str(ctx / "testbed")],
                        check=True, capture_output=True)

@@ -157,8 +157,14 @@ class SWETask:
                 "workdir": self.workdir, "test_cmd": self.test_cmd, "log_parser": self.log_parser}
 
     def start_sandbox(self, *, backend: str = "auto", limits=None):
-        """A fresh sandbox holding this task's repository at ``base_commit``."""
+        """A fresh sandbox holding this task's repository at ``base_commit``.
+
+        Bubblewrap sandboxes get the debootstrapped base tree as their root when it is built
+        (:func:`pope_env.swe.images.built_base_rootfs`), else the host's ``/``.
+        """
         from pope_env.sandbox import SandboxLimits, make_sandbox
+        from pope_env.swe.images import built_base_rootfs
 
         return make_sandbox(image=self.image, repo_dir=self.repo_dir, base_commit=self.base_commit,
-                            limits=limits or SandboxLimits(), backend=backend, workdir=self.workdir)
+                            limits=limits or SandboxLimits(), backend=backend, workdir=self.workdir,
+                            rootfs=built_base_rootfs())

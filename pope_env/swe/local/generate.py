@@ -29,6 +29,7 @@ from pathlib import Path
 from pope_env.io import atomic_write_jsonl, read_jsonl
 from pope_env.sandbox.bwrap import BwrapSandbox
 from pope_env.swe.build import commit_bug, git, make_upstream_repository
+from pope_env.swe.images import built_base_rootfs
 from pope_env.swe.instances import LocalBuild, SdistSource, SWEInstance, parse_instance
 from pope_env.swe.local.drafts import DRAFTS, Draft
 from pope_env.swe.trajectories import SUBMIT, TrajectoryStep, normalize_diff
@@ -46,7 +47,7 @@ def _edit(repo: Path, path: str, old: str, new: str) -> None:
 
 
 def _statuses(instance: SWEInstance, repo: Path, test_patch: str) -> dict[str, str]:
-    with BwrapSandbox(repo) as box:
+    with BwrapSandbox(repo, rootfs=built_base_rootfs()) as box:
         if test_patch:
             box.write_file(".tp.patch", test_patch)
             assert box.exec("git apply .tp.patch && rm .tp.patch").exit_code == 0
@@ -117,7 +118,7 @@ def generate_one(draft: Draft, work: Path) -> tuple[dict, dict]:
     parse_instance(record, draft.instance_id)
 
     steps = []
-    with BwrapSandbox(repo, base_commit=base) as box:
+    with BwrapSandbox(repo, base_commit=base, rootfs=built_base_rootfs()) as box:
         for thought, command in draft.trajectory:
             if command == SUBMIT:
                 steps.append(TrajectoryStep(SUBMIT, 0, None, thought))
