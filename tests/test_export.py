@@ -195,3 +195,21 @@ def test_cli(inputs, tmp_path, capsys):
     assert "up to date" in capsys.readouterr().out
     assert main(args + ["--dataset", "math500"]) == 2
     assert "made on dataset 'arith-hard', not 'math500'" in capsys.readouterr().err
+
+
+def test_a_guidance_file_searched_with_other_prompts_is_refused(inputs, tmp_path):
+    from pope_env.guidance import GuidanceConfig
+
+    other = GuidanceConfig(instruction="Continue the partial solution.")
+    with pytest.raises(GuidanceFileError, match="searched with another guidance instruction"):
+        export(inputs, tmp_path / "o.jsonl", config=other)
+    split, guidance = inputs
+    lines = guidance.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["prompt_format"] = "custom:my.renderer"
+    custom = tmp_path / "custom.jsonl"
+    custom.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    with pytest.raises(ConfigError, match="cannot rebuild.*--prompt-format chat"):
+        export_pope(split_file=split, guidance_file=custom, out=tmp_path / "o.jsonl", format="jsonl")
+    assert export_pope(split_file=split, guidance_file=custom, out=tmp_path / "o.jsonl", format="jsonl",
+                       prompt_format="chat").rows > 0
