@@ -340,7 +340,9 @@ def export_pope(
         raise ConfigError(f"format must be one of {FORMATS}, got {format!r}")
     out = Path(out)
     split = load_split(split_file, strict=True)
-    guidance = load_guidance(guidance_file, strict=True)
+    # a search still running may have left a torn last line: with skip_missing that problem
+    # is skipped like any unsearched one (with a warning), otherwise the file must be clean
+    guidance = load_guidance(guidance_file, strict=not skip_missing)
     made_on = {"split file": (split_file, split.header.dataset),
                "guidance file": (guidance_file, guidance.header.dataset)}
     if split.header.dataset != guidance.header.dataset:

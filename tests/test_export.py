@@ -213,3 +213,15 @@ def test_a_guidance_file_searched_with_other_prompts_is_refused(inputs, tmp_path
         export_pope(split_file=split, guidance_file=custom, out=tmp_path / "o.jsonl", format="jsonl")
     assert export_pope(split_file=split, guidance_file=custom, out=tmp_path / "o.jsonl", format="jsonl",
                        prompt_format="chat").rows > 0
+
+
+def test_a_torn_guidance_line_fails_or_is_skipped(inputs, tmp_path):
+    split, guidance = inputs
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text(guidance.read_text() + '{"problem_id": "arith/1+2", "i_st')  # a search in flight
+    with pytest.raises(GuidanceFileError, match=r"torn\.jsonl:\d+: corrupted guidance line"):
+        export_pope(split_file=split, guidance_file=torn, out=tmp_path / "o.jsonl", format="jsonl")
+    with pytest.warns(UserWarning, match="corrupted guidance line"):
+        result = export_pope(split_file=split, guidance_file=torn, out=tmp_path / "o.jsonl", format="jsonl",
+                             skip_missing=True)
+    assert result.rows == 2 * len(load_split(split).hard_ids) and not result.skipped

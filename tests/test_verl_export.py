@@ -29,23 +29,24 @@ VERL_PYTHON = Path(os.environ.get("POPE_ENV_VERL_PYTHON", ROOT / ".venv-verl" / 
 
 
 def test_compute_score_has_verls_signature_and_our_verdicts():
-    assert compute_score("pope-env/math", "so it is \\boxed{\\frac{1}{2}}", "0.5") == {
+    assert compute_score("pope-env/math", "so it is \\boxed{\\frac{1}{2}}", "0.5", verify_workers=1) == {
         "score": 1.0, "acc": 1.0, "format_ok": 1.0, "timed_out": 0.0}
     wrong = compute_score(data_source="x", solution_str="\\boxed{3}", ground_truth="4",
-                          extra_info={"guided": True}, reward_router_address=None)
+                          extra_info={"guided": True}, reward_router_address=None, verify_workers=1)
     assert wrong == {"score": 0.0, "acc": 0.0, "format_ok": 1.0, "timed_out": 0.0}
-    unboxed = compute_score("x", "The final answer is 4", "4", None)
+    unboxed = compute_score("x", "The final answer is 4", "4", None, verify_workers=1)
     assert unboxed["score"] == 1.0 and unboxed["format_ok"] == 0.0
-    assert compute_score("x", "\\boxed{2}", ["4", "2"])["score"] == 1.0  # any of several golds
+    assert compute_score("x", "\\boxed{2}", ["4", "2"], verify_workers=1)["score"] == 1.0  # any of several golds
 
 
+@pytest.mark.slow
 def test_compute_score_time_limit():
     # sympy cannot settle this tower in time: the worker is killed at the limit, score 0
     tower = r"\boxed{9^{9^{9^{9}}}}"
     t0 = time.perf_counter()
     out = compute_score("x", tower, "3", timeout_s=1.0, verify_workers=1)
     assert out == {"score": 0.0, "acc": 0.0, "format_ok": 1.0, "timed_out": 1.0}
-    assert time.perf_counter() - t0 < 60
+    assert time.perf_counter() - t0 < 200  # worker start-up (sympy import) included
     assert compute_score("x", "\\boxed{4}", "2+2", timeout_s=1.0, verify_workers=1)["score"] == 1.0
 
 
