@@ -41,7 +41,7 @@ vllm: $(VLLM_STAMP)
 # share one. Base install only (no GPU extras: vllm/sglang/fsdp/megatron pin CUDA torch 2.11);
 # torch 2.13.0 goes first so pip keeps the local CPU build. pope-env goes in with its base
 # dependencies so verl can import pope_env.rewards.verl. tests/test_verl_export.py runs
-# verl's code there (about 2 minutes to build, 1.9 GB; docs/engines.md).
+# verl's code there (about 2.5 minutes to build, 1.9 GB; docs/engines.md).
 $(VERL_STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VERL_VENV)
 	$(VERL_VENV)/bin/pip install -q --upgrade pip
