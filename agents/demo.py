@@ -154,10 +154,18 @@ class DemoConfig:
         d = {k: d[k] for k in fields_} if fields_ else d
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
+    def shared_digest(self) -> str:
+        """Hash of every setting a run's result depends on besides its own (method, variant,
+        seed): configs with the same one share an output folder, its testbed and its runs."""
+        return self.digest(*(f.name for f in fields(self) if f.name not in _PER_INVOCATION))
+
     @property
     def variants(self) -> tuple[str, ...]:
         return ("plain", "revisit") if self.revisit_methods else ("plain",)
 
+
+_PER_INVOCATION = ("preset", "methods", "revisit_methods", "seeds", "workers")
+"""Fields that choose which runs to do, not what a run does."""
 
 _BASE = PretrainConfig(
     model=CharLMConfig(d_model=64, n_layers=3, n_heads=4, max_len=192),
@@ -226,12 +234,12 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", *, log: Callable[[s
     config_path = out / "config.json"
     if config_path.exists():
         old = json.loads(config_path.read_text())
-        if old.get("digest") != cfg.digest():
+        if old.get("digest") != cfg.shared_digest():
             raise GuidanceFileError(
-                f"{out} holds a demo run with another config ({old.get('preset')}, {old.get('digest')}); "
+                f"{out} holds a demo made with other settings ({old.get('preset')}, {old.get('digest')}); "
                 "use another --out folder or delete it"
             )
-    atomic_write_json(config_path, {"digest": cfg.digest(), "preset": cfg.preset, "config": asdict(cfg)})
+    atomic_write_json(config_path, {"digest": cfg.shared_digest(), "preset": cfg.preset, "config": asdict(cfg)})
     # One intra-op thread: this model's matmuls are too small to split, and two spinning
     # OpenMP threads on a busy machine made sampling 20-30x slower (measured).
     torch.set_num_threads(1)

@@ -9,10 +9,20 @@ import pytest
 import torch
 
 from pope_env.agents.charlm import EOS, CharLMConfig, CharLMPolicy, CharTokenizer, make_policy
-from pope_env.agents.demo import arithmetic_reward, get_preset
+from pope_env.agents.demo import PAPER_METHODS, DemoConfig, arithmetic_reward, get_preset
+from pope_env.agents.demo_report import _verdict, bootstrap_diff, mean_se
+from pope_env.agents.demo_runs import RunSpec
+from pope_env.agents.demo_testbed import istar_from_scan, screen_hard
 from pope_env.agents.grpo import TokenLogprobs
 from pope_env.agents.policy import Policy, SamplingParams
-from pope_env.agents.pretrain import PretrainConfig, pretrain, render_guided_prompt, render_prompt
+from pope_env.agents.pretrain import (
+    PretrainConfig,
+    pretrain,
+    render_guided_prompt,
+    render_prompt,
+    render_solution,
+    sft_batch,
+)
 from pope_env.datasets import arithmetic
 from pope_env.errors import ConfigError, DataFormatError, UnknownNameError
 
@@ -112,44 +122,187 @@ def test_guided_prompt_is_the_oracle_state():
 
 
 def test_presets():
-    assert get_preset("default").seeds == (0,)
-    assert len(get_preset("full").seeds) >= 3
+    default, full = get_preset("default"), get_preset("full")
+    assert len(default.seeds) >= 2 and set(default.methods) == {"grpo", "pope"}
+    assert default.screen_k == 64 and default.min_easy_pass1 == 0.95
+    assert len(full.seeds) >= 3 and set(full.methods) == set(PAPER_METHODS)
+    assert set(full.revisit_methods) == {"grpo", "pope"} and full.variants == ("plain", "revisit")
+    assert default.pretrain.workers == 2 and default.workers == 2  # both cores
     with pytest.raises(UnknownNameError):
         get_preset("huge")
     with pytest.raises(ConfigError, match="longer than"):
-        replace(get_preset("default"), hard_levels=(3, 4))
+        replace(default, hard_levels=(3, 4))
+    with pytest.raises(UnknownNameError, match="method"):
+        replace(default, methods=("grpo", "nonsense"))
+    assert DemoConfig.from_dict(json.loads(json.dumps(__import__("dataclasses").asdict(full)))) == full
+
+
+def test_revisit_traces_recheck_the_last_given_line():
+    p = arithmetic.make_problem(7, [("*", 3), ("+", 7), ("-", 8)])
+    assert render_solution(p, 0, revisit=True) == render_solution(p, 0) == p.solution  # unguided: unchanged
+    assert render_solution(p, 2) == "\\boxed{20}"
+    assert render_solution(p, 2, revisit=True) == "28-8\n\\boxed{20}"
+    policy = make_policy(TINY, seed=0)
+    plain = sft_batch(policy, [(p, 2)])
+    revisit = sft_batch(policy, [(p, 2)], revisit=True)
+    assert int(revisit[3].sum()) == int(plain[3].sum()) + len("28-8\n")  # the re-check is a training target
+    assert PretrainConfig(revisit=True).digest() != PretrainConfig().digest()
+
+
+class _SolvesSome:
+    """Policy double for the screening logic: writes the oracle solution for the chosen
+    expressions on every ``every``-th sample, else a wrong answer."""
+
+    def __init__(self, solvable: dict[str, int]) -> None:
+        self.solvable, self.calls, self.seen = solvable, [], {}
+
+    def generate(self, prompts, *, n=1, sampling=SamplingParams()):
+        from pope_env.agents.policy import Generation
+
+        self.calls.append((len(prompts), n))
+        out = []
+        for prompt in prompts:
+            expr = prompt.strip().split("\n")[0]
+            p = arithmetic.make_problem(*_parse(expr))
+            every, seen = self.solvable.get(expr), self.seen.get(expr, 0)
+            self.seen[expr] = seen + n
+            out.append([Generation(text=p.solution if every and (seen + i + 1) % every == 0 else "\\boxed{-1}",
+                                   token_ids=[], logprobs=[], finish_reason="stop") for i in range(n)])
+        return out
+
+
+def _parse(expr):
+    import re
+
+    head = re.match(r"\d+", expr)
+    return int(head.group()), [(op, int(x)) for op, x in re.findall(r"([+\-*])(\d+)", expr[head.end():])]
+
+
+def test_screening_keeps_exactly_the_pass_at_k_zero_problems_and_stops_early():
+    cands = arithmetic.generate(6, 5, split="train", seed=3)
+    exprs = [p.meta["expression"] for p in cands]
+    # solved on the 1st sample, on the 20th (second round), on the 64th (last round only)
+    policy = _SolvesSome({exprs[0]: 1, exprs[1]: 20, exprs[2]: 64})
+    hard, counts = screen_hard(policy, cands, k=64, seed=0, max_new_tokens=50, chunk=16)
+    assert [p.id for p in hard] == [p.id for p in cands[3:]]
+    assert counts[:3] == [16, 1, 1] and counts[3:] == [0, 0, 0]
+    # rounds of 16 samples: 6 candidates, then 5 (one solved), 4 (another solved), 4
+    assert [c[0] for c in policy.calls] == [6, 5, 4, 4] and all(c[1] == 16 for c in policy.calls)
+    policy = _SolvesSome({exprs[2]: 64})
+    hard, _ = screen_hard(policy, cands, k=63, seed=0, max_new_tokens=50, chunk=16)
+    assert cands[2] in hard  # its one success lies beyond k
+
+
+def test_istar_is_the_smallest_prefix_with_a_success():
+    assert istar_from_scan({"a": [0, 0, 3, 0, 8], "b": [1, 0, 0], "c": [0, 0, 0]}) == {"a": 3, "b": 1}
+
+
+def test_run_names_round_trip():
+    for spec in (RunSpec("pope", "plain", 1), RunSpec("clip-higher", "revisit", 0), RunSpec("sft-oracle", "plain", 12)):
+        assert RunSpec.parse(spec.name) == spec
+    assert RunSpec("pope", "revisit", 0).name == "pope+revisit-seed0"
+    with pytest.raises(ConfigError, match="run name"):
+        RunSpec.parse("pope")
+
+
+def _record(label, seed, counts, k=4):
+    return {"label": label, "seed": seed, "evals": [{"step": 0, "pass@1": 0.0, f"pass@{k}": 0.0, "per_problem": [0] * len(counts)},
+                                                      {"step": 1, "per_problem": counts,
+                                                       "pass@1": sum(counts) / (k * len(counts)),
+                                                       f"pass@{k}": sum(c > 0 for c in counts) / len(counts)}]}
+
+
+def test_bootstrap_interval_separates_a_real_difference_from_noise():
+    import random
+
+    rng = random.Random(0)
+    good = [_record("pope", s, [rng.choice([0, 1, 2]) for _ in range(200)]) for s in range(3)]
+    bad = [_record("grpo", s, [rng.choice([0, 0, 0, 0, 1]) for _ in range(200)]) for s in range(3)]
+    d = bootstrap_diff(good, bad, 4)
+    assert d["lo"] > 0.3 and d["lo"] < d["diff"] < d["hi"]
+    assert _verdict(d, "above") == "reproduced" and _verdict(d, "below") == "not reproduced"
+    same = bootstrap_diff(bad, [_record("x", s, r["evals"][-1]["per_problem"][::-1]) for s, r in enumerate(bad)], 4)
+    assert same["lo"] < 0 < same["hi"] and _verdict(same, "above").startswith("inconclusive")
+    assert _verdict(same, "not above") == "reproduced"
+    assert mean_se([1.0, 3.0]) == (2.0, 1.0) and mean_se([5.0]) == (5.0, 0.0)
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_end_to_end_and_resumes(tmp_cache, tmp_path, capsys):
+def test_data_parallel_pretraining_is_cached_deterministic_and_resumes(tmp_cache, tmp_path):
+    cfg = PretrainConfig(model=TINY, levels=(1, 2), steps=40, batch_size=16, lr=3e-3, context_levels=(3, 4),
+                         checkpoint_every=20, workers=2)
+    a = pretrain(cfg, progress=False, log=lambda _: None)
+    meta = json.loads((tmp_cache / "demo" / f"base-{cfg.digest()}" / "config.json").read_text())["meta"]
+    assert meta["final_loss"] < 3.5
+    b = pretrain(cfg, folder=tmp_path / "again", progress=False, log=lambda _: None)
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    # killed (-9, every process) after its first checkpoint, a re-run resumes to the same weights
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "killed"
+    slow = replace(cfg, steps=400)  # long enough to be killed mid-run
+    code = ("import json,sys; from pope_env.agents.pretrain import PretrainConfig, pretrain; from pathlib import Path;"
+            "pretrain(PretrainConfig.from_dict(json.loads(sys.argv[1])), folder=Path(sys.argv[2]), progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(__import__("dataclasses").asdict(slow)), str(folder)],
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while not (folder / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (folder / "checkpoint.pt").exists() and not (folder / "model.pt").exists()
+    resumed = pretrain(slow, folder=folder, progress=False, log=lambda _: None)
+    straight = pretrain(slow, folder=tmp_path / "straight", progress=False, log=lambda _: None)
+    assert all(torch.equal(x, y) for x, y in zip(resumed.model.state_dict().values(),
+                                                 straight.model.state_dict().values()))
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_end_to_end_reports_and_resumes(tmp_cache, tmp_path, capsys):
+    from pope_env.agents.demo_runs import RunSpec, run_parallel
     from pope_env.cli import main
 
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "pass@4 before" in printed and "grpo" in printed and "pope" in printed
-    summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["methods"]) == {"grpo", "pope"}
-    assert summary["testbed"]["hard_used"] > 0 and summary["testbed"]["eval_used"] > 0
-    assert (out / "demo.png").stat().st_size > 10_000
-    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert {(r["method"], r["seed"]) for r in records} == {("grpo", 0), ("pope", 0)}
     cfg = get_preset("quick")
-    for r in records:
-        assert [e["step"] for e in r["evals"]] == list(range(0, cfg.steps + 1, cfg.eval_every))
-        assert r["before"] == records[0]["before"]  # same base, same evaluation draws
-        assert all(0.0 <= e["s_good_overlap"] <= 1.0 for e in r["evals"])
-        own = [json.loads(line) for line in (out / "runs" / f"{r['method']}-seed0" / "own_states.jsonl").open()]
-        assert [d["step"] for d in own] == [e["step"] for e in r["evals"]]
-        assert all(len(d["states"]) == d["metrics"]["own_states"] for d in own)
-    assert "own in S_good" in printed
-    assert all("s_good_overlap_after" in m for m in summary["methods"].values())
+    # the regime is measured and printed before training; the quick base does not reach it
+    assert "base easy pass@1" in printed and "i* distribution" in printed and "guided pass@1 by operations" in printed
+    assert "THE REGIME WAS NOT REACHED" in printed
+    assert "POPE expands the solvable set" in printed and "pass@4 after" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["labels"]) == {"grpo", "pope"} and summary["failed_runs"] == {}
+    regime = summary["regimes"]["plain"]
+    assert regime["reached"] is False and regime["failures"]
+    assert regime["hard_used"] > 0 and regime["eval_used"] > 0 and sum(regime["istar_hist"].values()) > 0
+    assert (out / "demo.png").stat().st_size > 20_000
+    for method in cfg.methods:
+        for seed in cfg.seeds:
+            r = json.loads((out / "runs" / f"{method}-seed{seed}" / "result.json").read_text())
+            assert [e["step"] for e in r["evals"]] == list(range(0, cfg.steps + 1, cfg.eval_every))
+            assert all(len(e["per_problem"]) == regime["eval_used"] for e in r["evals"])
+            assert len(r["entropy"]) == cfg.steps and all(v > 0 for _, v in r["entropy"])
+            assert all(0.0 <= e["s_good_overlap"] <= 1.0 for e in r["evals"])
+    row = summary["labels"]["pope"]
+    assert len(row["seeds"]) == len(cfg.seeds) and len(row["pass@4_after"]) == 2  # mean, s.e.
+    claim = next(c for c in summary["claims"] if c["claim"] == "POPE expands the solvable set")
+    assert claim["detail"]["lo"] <= claim["detail"]["diff"] <= claim["detail"]["hi"]
     # The hard split is measured: the base never solved these in screen_k samples.
-    hard = [json.loads(line) for line in (out / "hard_split.jsonl").read_text().splitlines()[1:]]
+    hard = [json.loads(line) for line in (out / "testbed" / "plain" / "hard_split.jsonl").read_text().splitlines()[1:]]
     assert hard and all(h["level"] >= cfg.hard_levels[0] for h in hard)
+
+    # A run whose process dies is reported by name; the others are kept.
+    specs = [RunSpec("grpo", "plain", 0), RunSpec("pope", "nonexistent-variant", 0)]
+    results, failures = run_parallel(cfg, out, specs, workers=2, log=print)
+    assert set(results) == {"grpo-seed0"} and set(failures) == {"pope+nonexistent-variant-seed0"}
+    assert "exit code 1" in failures["pope+nonexistent-variant-seed0"]
 
     # A second run reuses every finished phase and run and reports the same numbers.
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     again = capsys.readouterr().out
-    assert "already done" in again
-    assert json.loads((out / "summary.json").read_text())["methods"] == summary["methods"]
+    assert "reusing 4 finished run(s)" in again
+    assert json.loads((out / "summary.json").read_text())["labels"] == summary["labels"]

@@ -1,18 +1,22 @@
-"""``pope-env demo``: POPE vs GRPO on a CPU testbed (the main job; ``make demo`` runs it).
+"""``pope-env demo``: the POPE paper's claims on a CPU testbed (the main job; ``make demo`` runs it).
 
 A tiny character-level transformer is pretrained on short arithmetic chains (cached after the
-first run), the chains it cannot solve (pass@k = 0) are measured, i* is found per problem, and
-GRPO and POPE are trained from the same base; both are evaluated unguided on held-out hard
-problems. Prints a table and writes ``summary.json``, ``results.jsonl`` and ``demo.png``.
+first run, both cores). Before any training the regime is measured and printed: the base's
+easy pass@1 (>= 0.95 needed), the hard split (pass@64 = 0 for the base), guided pass@1
+against prefix length and the i* distribution. Then each method trains a copy of the base
+with several seeds (runs in parallel processes) and is evaluated unguided on held-out hard
+problems: curves with mean +- s.e. bands, POPE - GRPO with a 95% bootstrap interval, and a
+claims table. Writes ``summary.json``, ``runs/`` and ``demo.png``.
 
-Presets::
+Presets and claims::
 
-    pope-env demo            # default: <= 15 min on 2 CPU cores, pretraining included
-    pope-env demo --full     # three seeds, longer training, larger evaluation (about an hour)
-    pope-env demo --quick    # a few minutes: the whole pipeline on a tiny budget (CI)
+    pope-env demo                 # default: GRPO and POPE, 2 seeds, <= 15 min on 2 CPU cores
+    pope-env demo --full          # every method of the paper, 3 seeds, + the overlap knob (<= 60 min)
+    pope-env demo --quick         # the plumbing on a tiny budget (CI; not the regime)
+    pope-env demo --claim mixing  # one claim: the full preset's settings, only the methods it needs
 
-Re-running with the same preset and --out reuses the cached base and every finished phase,
-and resumes an interrupted training run from its last checkpoint.
+Re-running reuses the cached base, every finished phase and run (runs are shared between
+--full and --claim in the same --out), and resumes an interrupted run from its checkpoint.
 """
 
 from __future__ import annotations
@@ -20,20 +24,35 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+CLAIMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # claim: (methods on the plain base, methods on the revisit base)
+    "token-exploration": (("grpo", "pope", "entropy", "clip-higher"), ()),
+    "mixing": (("grpo", "pope", "mix-easy"), ()),
+    "passk": (("grpo", "pope", "passk"), ()),
+    "solvable-set": (("grpo", "pope"), ()),
+    "overlap": (("grpo", "pope"), ("grpo", "pope")),
+    "sft-entropy": (("grpo", "pope", "sft-oracle"), ()),
+}
+"""The POPE paper's claims, each as the runs that test it (see pope_env.agents.demo_report)."""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="POPE vs GRPO on a tiny char-level model (CPU, <= 15 min)",
+        help="the POPE paper's claims on a tiny char-level model (CPU, <= 15 min)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--full", action="store_true", help="longer reproduction with three seeds")
+    size.add_argument("--full", action="store_true", help="every method of the paper, 3 seeds, the overlap knob")
     size.add_argument("--quick", action="store_true", help="a few minutes, for CI (shows the plumbing only)")
-    p.add_argument("--out", type=Path, help="output folder (default: runs/demo, runs/demo-full, runs/demo-quick)")
+    size.add_argument("--claim", choices=sorted(CLAIMS), help="only the runs that test one claim (full preset settings)")
+    p.add_argument("--out", type=Path,
+                   help="output folder (default: runs/demo, runs/demo-full for --full and --claim, runs/demo-quick)")
     p.add_argument("--seed", type=int, default=0,
                    help="first training seed; runs use SEED, SEED+1, ... (default: %(default)s)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
+    p.add_argument("--workers", type=int, help="training runs at a time, one process each (default: the preset's, 2)")
     p.set_defaults(func=run)
 
 
@@ -41,10 +60,19 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from pope_env.agents.demo import get_preset, run_demo
+    from pope_env.errors import ConfigError
 
-    preset = "full" if args.full else "quick" if args.quick else "default"
+    preset = "full" if (args.full or args.claim) else "quick" if args.quick else "default"
     cfg = get_preset(preset)
-    cfg = replace(cfg, seeds=tuple(args.seed + i for i in range(len(cfg.seeds))))
-    out = args.out or Path("runs/demo" if preset == "default" else f"runs/demo-{preset}")
+    n_seeds = len(cfg.seeds) if args.seeds is None else args.seeds
+    if n_seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {n_seeds}")
+    cfg = replace(cfg, seeds=tuple(args.seed + i for i in range(n_seeds)))
+    if args.claim:
+        methods, revisit = CLAIMS[args.claim]
+        cfg = replace(cfg, methods=methods, revisit_methods=revisit, preset=f"full, claim {args.claim}")
+    if args.workers is not None:
+        cfg = replace(cfg, workers=args.workers)
+    out = args.out or Path({"default": "runs/demo", "full": "runs/demo-full", "quick": "runs/demo-quick"}[preset])
     run_demo(cfg, out)
     return 0
