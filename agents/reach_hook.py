@@ -15,6 +15,7 @@ from typing import Any
 
 from pope_env.io import JsonlAppender, PathLike
 from pope_env.own_states import Scorer, StateRenderer, StepSplitter, own_state_overlap
+from pope_env.reach import DEFAULT_CONFIDENCE, DEFAULT_CRITERION, DEFAULT_THRESHOLD
 from pope_env.problem import Problem
 
 
@@ -30,7 +31,8 @@ class OwnStateReachHook:
         seed: Root seed; the same at every evaluation, so steps are compared on equal draws.
         sampling: Sampling settings (default: the policy contract's).
         scorer, render_state, split_steps: As :func:`~pope_env.own_states.own_state_overlap`.
-        threshold, confidence, criterion: The S_good rule.
+        threshold, confidence, criterion: The S_good rule (default: lower 95% Wilson bound of
+            the success rate > 0.1; see :mod:`pope_env.reach`).
         details: Optional JSONL file; each evaluation appends ``{"step", "metrics", "states"}``
             with every own state's steps and counts.
     """
@@ -46,9 +48,9 @@ class OwnStateReachHook:
         scorer: Scorer | None = None,
         render_state: StateRenderer | None = None,
         split_steps: StepSplitter | None = None,
-        threshold: float = 0.0,
-        confidence: float = 0.95,
-        criterion: str = "lower",
+        threshold: float = DEFAULT_THRESHOLD,
+        confidence: float = DEFAULT_CONFIDENCE,
+        criterion: str = DEFAULT_CRITERION,
         details: PathLike | None = None,
     ) -> None:
         from pope_env.errors import ConfigError

@@ -10,7 +10,9 @@
   :func:`env_reward` uses a Gymnasium env (reset with the item's options, step with the
   completion); :func:`problem_reward` lifts a plain ``(completion, problem) -> float``.
 * :func:`collect_groups` samples ``n`` completions per item and scores them;
-  :class:`DynamicSampler` keeps only informative groups and refills the batch (DAPO, SRL).
+  :class:`DynamicSampler` keeps only informative groups and refills the batch (DAPO, SRL),
+  keeping the batch's mix of guided/unguided (and easy/hard) prompts: a dropped group is
+  replaced by a prompt of the same :func:`item_stratum`.
 
 Nothing here imports torch; the trainer and the rewards are pluggable, so SRL's step
 rewards and SWE rewards run through the same code.
@@ -18,8 +20,8 @@ rewards and SWE rewards run through the same code.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +90,20 @@ class Group:
             return 0.0
         mean = sum(rs) / len(rs)
         return (sum((r - mean) ** 2 for r in rs) / (len(rs) - 1)) ** 0.5
+
+
+def item_stratum(item: PromptItem) -> tuple[bool, Any]:
+    """The kind of prompt whose share dynamic sampling preserves: ``(guided, tags["split"])``
+    (e.g. ``(True, "hard")`` for a POPE guided prompt, ``(False, "easy")`` in mix-easy)."""
+    return bool(item.guided), item.tags.get("split")
+
+
+def refill_items(source: "PromptSource", like: Sequence[PromptItem]) -> list[PromptItem]:
+    """One new item for each of ``like``, of the same :func:`item_stratum` when the source
+    can choose (it has ``next_items_like``, as :class:`MixedSource`), else the source's next
+    ``len(like)`` items."""
+    choose = getattr(source, "next_items_like", None)
+    return list(choose(like)) if callable(choose) else source.next_items(len(like))
 
 
 RewardFn = Callable[[Sequence[str], Sequence[PromptItem]], Sequence[float]]
@@ -175,6 +191,7 @@ class MixedSource:
         self.sources = dict(sources)
         self.weights = {k: float(weights[k]) for k in sources if weights[k] > 0}
         self.drawn = dict.fromkeys(self.weights, 0)
+        self._key_of: dict[tuple[bool, Any], str] = {}  # item_stratum -> the source it came from
 
     def next_items(self, n: int) -> list[PromptItem]:
         total_w = sum(self.weights.values())
@@ -184,7 +201,25 @@ class MixedSource:
             total = sum(self.drawn.values()) + 1
             key = max(self.weights, key=lambda k: (self.weights[k] / total_w * total - self.drawn[k], -list(self.weights).index(k)))
             self.drawn[key] += 1
-            out.extend(self.sources[key].next_items(1))
+            out.extend(self._draw(key))
+        return out
+
+    def _draw(self, key: str) -> list[PromptItem]:
+        items = self.sources[key].next_items(1)
+        for it in items:
+            self._key_of.setdefault(item_stratum(it), key)
+        return items
+
+    def next_items_like(self, like: Sequence[PromptItem]) -> list[PromptItem]:
+        """For each item of ``like``, the next item of the source that gave items of its
+        :func:`item_stratum` (a refill for dynamic sampling: a dropped guided prompt is
+        replaced by a guided one). These draws do not count toward the batch proportions of
+        :meth:`next_items`. An item of a stratum this source has not handed out yet is
+        replaced by :meth:`next_items`."""
+        out: list[PromptItem] = []
+        for it in like:
+            key = self._key_of.get(item_stratum(it))
+            out.extend(self._draw(key) if key is not None else self.next_items(1))
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -359,6 +394,8 @@ class SamplingReport:
     dropped: int = 0
     rounds: int = 0
     all_groups: list[Group] = field(default_factory=list)
+    #: informative groups left out because their stratum's share of the batch was full
+    surplus: int = 0
 
 
 class DynamicSampler:
@@ -369,6 +406,17 @@ class DynamicSampler:
     sampled, in rounds, until the batch is full; after ``max_refill_rounds`` extra rounds
     without filling it, :class:`DynamicSamplingError` is raised (the policy solves all or
     none of what it is shown: change the data, the group size or the threshold).
+
+    **The batch keeps the step's mix.** The first round's ``num_groups`` items fix how many
+    groups of each :func:`item_stratum` (guided or not, easy or hard) the batch holds, e.g.
+    POPE's exact 1:1 guided:unguided. A dropped group is refilled with an item of its own
+    stratum (:func:`refill_items`: a dropped guided group with a guided prompt), and an
+    informative group is kept only while its stratum's share is not full, so the kept batch
+    has exactly the first round's proportions. (Refilling from the source's plain order
+    instead would drift toward whichever kind is informative more often: on POPE's hard set
+    the guided prompts.) A source without ``next_items_like`` is refilled in its own order
+    and surplus informative groups of a full stratum are discarded
+    (``SamplingReport.surplus``).
 
     ``sample`` returns exactly ``num_groups`` groups; extra informative groups from the
     last round are discarded (their items were consumed from the source).
@@ -408,17 +456,11 @@ class DynamicSampler:
             raise ConfigError(f"num_groups must be >= 1, got {num_groups}")
         report = SamplingReport()
         kept: list[Group] = []
-        while len(kept) < num_groups:
-            if report.rounds > self.max_refill_rounds:
-                raise DynamicSamplingError(
-                    f"dynamic sampling kept {len(kept)}/{num_groups} groups after "
-                    f"{report.rounds} rounds ({report.sampled} groups sampled, {report.dropped} "
-                    f"had reward std <= {self.min_std}): the policy gets every prompt all right "
-                    "or all wrong. Use harder/easier problems, a larger group size, a lower "
-                    "threshold, or more max_refill_rounds"
-                )
-            want = num_groups - len(kept)
-            items = self.source.next_items(want)
+        items = self.source.next_items(num_groups)
+        quota = collections.Counter(item_stratum(it) for it in items)  # the step's mix
+        example = {item_stratum(it): it for it in items}
+        have: collections.Counter = collections.Counter()
+        while True:
             sampling = self.sampling
             if sampling.seed is not None and report.rounds:
                 # a refill must not replay the first round's random draws
@@ -431,9 +473,27 @@ class DynamicSampler:
             report.sampled += len(groups)
             report.all_groups.extend(groups)
             for g in groups:
-                if self.min_std is None or g.reward_std > self.min_std:
-                    kept.append(g)
-                else:
+                stratum = item_stratum(g.item)
+                if self.min_std is not None and g.reward_std <= self.min_std:
                     report.dropped += 1
+                elif have[stratum] < quota[stratum]:
+                    kept.append(g)
+                    have[stratum] += 1
+                else:
+                    report.surplus += 1
+            if len(kept) >= num_groups:
+                break
+            if report.rounds > self.max_refill_rounds:
+                short = {k: quota[k] - have[k] for k in quota if have[k] < quota[k]}
+                kinds = ", ".join(f"{n} {'guided' if g else 'unguided'}{f' {s}' if s else ''}"
+                                  for (g, s), n in short.items())
+                raise DynamicSamplingError(
+                    f"dynamic sampling kept {len(kept)}/{num_groups} groups after "
+                    f"{report.rounds} rounds ({report.sampled} groups sampled, {report.dropped} "
+                    f"had reward std <= {self.min_std}; still missing: {kinds}): the policy gets "
+                    "every prompt of that kind all right or all wrong. Use harder/easier "
+                    "problems, a larger group size, a lower threshold, or more max_refill_rounds"
+                )
+            items = refill_items(self.source, [example[k] for k in quota for _ in range(quota[k] - have[k])])
         report.kept = len(kept)
-        return kept[:num_groups], report
+        return kept, report

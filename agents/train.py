@@ -271,6 +271,12 @@ class _RankShard:
         items = self.source.next_items(n * self.world)
         return items[self.rank * n : (self.rank + 1) * n]
 
+    def next_items_like(self, like: Sequence[PromptItem]) -> list[PromptItem]:
+        """Dynamic sampling's refills: this process's own, of the same kinds as ``like``."""
+        if callable(getattr(self.source, "next_items_like", None)):
+            return self.source.next_items_like(like)
+        return self.next_items(len(like))
+
     def state_dict(self) -> dict[str, Any]:
         return self.source.state_dict()
 

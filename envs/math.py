@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +21,36 @@ from pope_env.problem import Problem
 from pope_env.rewards.math import MathScore, MathVerifier, default_verifier
 from pope_env.rollin import RollInSampler
 from pope_env.spaces import UnicodeText, check_text_action
+
+
+_verifiers: dict[float, MathVerifier] = {}
+_verifiers_lock = threading.Lock()
+
+
+def check_verify_timeout(timeout_s: Any) -> float:
+    """``timeout_s`` as a float, or :class:`ConfigError` unless it is a number > 0."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+        raise ConfigError(f"verify_timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+    return float(timeout_s)
+
+
+def verifier_for(timeout_s: float) -> MathVerifier:
+    """The process-wide :class:`MathVerifier` whose per-item wall-clock limit is ``timeout_s``.
+
+    The shared :func:`~pope_env.rewards.math.default_verifier` when its limit matches (5 s),
+    else one pool per distinct limit, created on first use and closed at interpreter exit
+    (each pool starts its own worker processes, one per CPU, so use few distinct limits).
+    """
+    timeout_s = check_verify_timeout(timeout_s)
+    default = default_verifier()
+    if default.timeout_s == timeout_s:
+        return default
+    with _verifiers_lock:
+        verifier = _verifiers.get(timeout_s)
+        if verifier is None:
+            verifier = _verifiers[timeout_s] = MathVerifier(timeout_s=timeout_s)
+            atexit.register(verifier.close)
+        return verifier
 
 
 class MathEnv(gym.Env[str, str]):
@@ -59,14 +91,19 @@ class MathEnv(gym.Env[str, str]):
 
     - ``"unguided"``: the bare problem.
     - ``"guided"``: always guided with the problem's prefix length ``i``.
-    - ``"pope"``: guided and unguided versions mixed exactly ``guided_ratio`` : 1 -
-      ``guided_ratio`` over each block of resets (1:1 by default: every consecutive pair of
-      resets holds one guided and one unguided episode, in seeded order).
+    - ``"pope"``: each problem's guided and unguided versions, paired within every pass
+      as POPE trains: with the default ``guided_ratio=0.5`` a pass is ``2N`` resets over
+      the ``N`` problems, each problem appearing once guided (at its ``i*``) and once
+      unguided, in a seeded order reshuffled every pass; every consecutive pair of resets
+      holds one guided and one unguided episode. Other ratios ``g : u`` show each problem
+      ``g`` times guided and ``u`` times unguided per pass, exact per block of ``g + u``.
 
     The prefix length ``i`` is the problem's ``i*`` from ``guidance_file`` when one is given
     (or its fallback segment ``z[start:start+i]`` when no prefix worked), else
     ``round(prefix_fraction * cap)`` with at least one step, where ``cap`` is the largest
-    prefix that does not reveal the final answer (:func:`pope_env.guidance.prefix_cap`).
+    prefix that does not reveal the final answer (:func:`pope_env.guidance.prefix_cap`);
+    ``"guided"`` and ``"pope"`` modes without a guidance file warn once, when the env is
+    made (:class:`pope_env.rollin.NoGuidanceWarning`), naming ``pope-env prefix-search``.
     See :mod:`pope_env.rollin`.
     ``reset(options=...)`` overrides the draw: ``problem_id`` (str), ``guided`` (bool),
     ``prefix_len`` (int, ``0 <= i <= cap``; implies ``guided=True`` when > 0).
@@ -93,7 +130,9 @@ class MathEnv(gym.Env[str, str]):
     - ``guidance_file``: a guidance file of ``pope-env prefix-search`` (``i*`` per problem).
     - ``split_file``: a split file of ``pope-env hard-split``: only its hard problems are used.
     - ``limit``: use only the first ``limit`` problems of the dataset.
-    - ``verify_timeout_s``: wall-clock limit of one verification (seconds).
+    - ``verify_timeout_s``: wall-clock limit of one verification (seconds, > 0; default 5).
+      The env verifies through a process-wide worker pool per distinct limit
+      (:func:`verifier_for`): envs with the same limit share one pool.
     - ``max_action_chars``: the action space's length limit (characters).
 
     ## Version History
@@ -121,6 +160,7 @@ class MathEnv(gym.Env[str, str]):
     ) -> None:
         if not 0.0 <= guided_ratio <= 1.0:
             raise ConfigError(f"guided_ratio must be in [0, 1], got {guided_ratio}")
+        check_verify_timeout(verify_timeout_s)
         if render_mode not in (None, "ansi"):
             raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.rollin = RollInSampler.from_dataset(
@@ -171,9 +211,9 @@ class MathEnv(gym.Env[str, str]):
     # -- step -----------------------------------------------------------------------------
     @property
     def verifier(self) -> MathVerifier:
-        """The math verifier (the process-wide default unless set)."""
+        """The math verifier: the process-wide one with the limit ``verify_timeout_s``."""
         if self._verifier is None:
-            self._verifier = default_verifier()
+            self._verifier = verifier_for(self.verify_timeout_s)
         return self._verifier
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:

@@ -1,10 +1,19 @@
 """SRL environments: walk an expert solution step by step, rewarded by step similarity.
 
-SRL (Supervised Reinforcement Learning, 2025) turns each expert solution into one training
-prompt per step: at step ``k`` the model sees the problem and the expert's steps
-``1..k-1`` (the expert roll-in), writes an internal monologue in ``<think>...</think>``
-and then the next step, and is rewarded by the similarity of that step to the expert's
-step ``k`` (:func:`pope_env.rewards.similarity.srl_reward`).
+SRL (Supervised Reinforcement Learning, 2025) turns each expert solution into training
+prompts, one per step after the first: at step ``k`` the model sees the problem and the
+expert's steps ``1..k-1`` (the expert roll-in), writes an internal monologue in
+``<think>...</think>`` and then the next step, and is rewarded by the similarity of that
+step to the expert's step ``k`` (:func:`pope_env.rewards.similarity.srl_reward`).
+
+As in the SRL paper, a solution of ``N`` steps gives ``N - 1`` prompts, for ``k = 2..N``:
+every prompt already holds at least the expert's first step, and there is no ``k = 1``
+prompt with no expert context (writing step 1 from the bare problem is ordinary
+generation, not imitation of a continuation). Problems with fewer than two steps give no
+prompt and are left out of the envs.
+
+Chat templates that pre-fill ``<think>`` (the completion starts inside the monologue):
+pass ``prefilled_think=True`` to the envs (see :mod:`pope_env.rewards.similarity`).
 
 * :class:`SRLMathEnv` (``SRL-Math-v0``): one episode walks one whole expert solution.
 * :class:`SRLMathStepEnv` (``SRL-Math-Step-v0``): one episode is one (problem, k) prompt,
@@ -33,6 +42,7 @@ from pope_env.rewards.similarity import (
 from pope_env.spaces import UnicodeText, check_text_action
 
 __all__ = [
+    "FIRST_STEP",
     "SYSTEM_PROMPT",
     "SRLPrompt",
     "srl_messages",
@@ -55,14 +65,18 @@ _NEXT_STEP_INSTRUCTION = "Write the next step: think inside <think>...</think>, 
 Tokenize = Callable[[str], Sequence[int]]
 
 
+FIRST_STEP = 2
+"""The first step an SRL prompt asks for (1-based): step 1 is always shown as context."""
+
+
 def srl_user_text(problem: Problem, k: int) -> str:
-    """The user message at step ``k`` (1-based): the problem, expert steps ``1..k-1``, the ask.
+    """The user message at step ``k`` (1-based, ``2 <= k <= n``): the problem, expert steps
+    ``1..k-1``, the ask.
 
     Each earlier step is written on its own line, whitespace-stripped, in order.
     """
     _check_step(problem, k)
-    previous = [s.strip() for s in problem.steps[: k - 1]]
-    so_far = "\n".join(previous) if previous else "(no steps yet)"
+    so_far = "\n".join(s.strip() for s in problem.steps[: k - 1])
     return f"Problem:\n{problem.question.strip()}\n\nSolution so far:\n{so_far}\n\n{_NEXT_STEP_INSTRUCTION}"
 
 
@@ -82,7 +96,7 @@ class SRLPrompt:
         messages: Chat messages (system + user) shown to the policy.
         expert_step: The expert's step ``k`` (privileged: the reward's reference).
         problem_id: The problem's id.
-        k: The step to write, 1-based (``1 <= k <= n_steps``).
+        k: The step to write, 1-based (``2 <= k <= n_steps``).
         n_steps: Number of expert steps of the problem.
     """
 
@@ -104,14 +118,14 @@ class SRLPrompt:
 
 
 def srl_prompts(problems: Sequence[Problem]) -> list[SRLPrompt]:
-    """Every (problem, k) of ``problems`` as an independent prompt, problem by problem.
+    """Every (problem, k) of ``problems`` as an independent prompt, problem by problem:
+    ``N - 1`` prompts (``k = 2..N``) for a solution of ``N`` steps, as in SRL.
 
-    Problems without steps yield nothing; a problem with one step yields one prompt (the
-    problem alone, no earlier steps).
+    Problems with fewer than two steps yield nothing.
     """
     out: list[SRLPrompt] = []
     for p in problems:
-        for k in range(1, len(p.steps) + 1):
+        for k in range(FIRST_STEP, len(p.steps) + 1):
             out.append(
                 SRLPrompt(
                     messages=tuple(srl_messages(p, k)),
@@ -126,9 +140,10 @@ def srl_prompts(problems: Sequence[Problem]) -> list[SRLPrompt]:
 
 def _check_step(problem: Problem, k: Any) -> None:
     n = len(problem.steps)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not FIRST_STEP <= k <= n:
         raise ConfigError(
-            f"step must be an int in 1..{n} for problem {problem.id!r} ({n} expert steps), got {k!r}"
+            f"step must be an int in {FIRST_STEP}..{n} for problem {problem.id!r} ({n} expert steps; "
+            f"SRL shows expert step 1 as context and asks for steps 2..n), got {k!r}"
         )
 
 
@@ -144,13 +159,16 @@ def _load_problems(dataset: str | Sequence[Problem], max_problems: int | None) -
         for p in problems:
             if not isinstance(p, Problem):
                 raise ConfigError(f"dataset must be a dataset name or a sequence of Problem, got a {type(p).__name__} in it")
-    with_steps = [p for p in problems if len(p.steps) > 0]
+    with_steps = [p for p in problems if len(p.steps) >= FIRST_STEP]
     if max_problems is not None:
         if max_problems < 1:
             raise ConfigError(f"max_problems must be >= 1 or None, got {max_problems}")
         with_steps = with_steps[:max_problems]
     if not with_steps:
-        raise ConfigError(f"{name}: no problem has expert steps; SRL needs step-split solutions")
+        raise ConfigError(
+            f"{name}: no problem has two or more expert steps; SRL needs step-split solutions "
+            "(a prompt for step k shows expert steps 1..k-1, k = 2..n)"
+        )
     return with_steps
 
 
@@ -161,15 +179,17 @@ class SRLMathEnv(gym.Env[str, str]):
     SRL (Supervised Reinforcement Learning: From Expert Trajectories to Step-wise
     Reasoning, 2025). A problem's expert solution is a list of steps ``y_1..y_n`` (CHAMP's
     native steps, or MATH solutions split by :func:`pope_env.steps.split_solution`). At
-    step ``k`` the agent sees the problem and the expert's steps ``1..k-1`` and writes an
-    internal monologue plus the next step; whatever it writes, the next state appends the
-    *expert's* step ``k`` (the expert roll-in), never the agent's.
+    step ``k`` (``k = 2..n``, as in SRL: ``n - 1`` steps per solution) the agent sees the
+    problem and the expert's steps ``1..k-1`` and writes an internal monologue plus the next
+    step; whatever it writes, the next state appends the *expert's* step ``k`` (the expert
+    roll-in), never the agent's.
 
     ## Action Space
     ``UnicodeText``: any ``str``, expected as ``<think>monologue</think>`` followed by the
-    step (the exact rule: :func:`pope_env.rewards.similarity.parse_srl_output`). Text that
-    breaks the format is a valid action scored ``-1`` (SRL's format reward), not an
-    invalid one.
+    step (the exact rule: :func:`pope_env.rewards.similarity.parse_srl_output`), or as
+    ``monologue</think>step`` with ``prefilled_think=True`` (the policy's chat template
+    already opened ``<think>``). Text that breaks the format is a valid action scored ``-1``
+    (SRL's format reward), not an invalid one.
 
     ## Invalid Actions
     The rule of every pope-env env (docs/architecture.md, "Invalid actions"): a non-``str``
@@ -180,8 +200,8 @@ class SRLMathEnv(gym.Env[str, str]):
 
     ## Observation Space
     ``UnicodeText``: the user message of the SRL prompt, i.e. ``"Problem:\\n" + question +
-    "\\n\\nSolution so far:\\n" + the expert steps 1..k-1 (one per line, stripped, or
-    "(no steps yet)")`` + an instruction line. ``info["messages"]`` holds the chat messages
+    "\\n\\nSolution so far:\\n" + the expert steps 1..k-1 (one per line, stripped)`` + an
+    instruction line. ``info["messages"]`` holds the chat messages
     (the system prompt, :data:`SYSTEM_PROMPT`, explains the ``<think>`` format).
 
     ## Rewards
@@ -191,14 +211,14 @@ class SRLMathEnv(gym.Env[str, str]):
     of ``tokenize`` when given.
 
     ## Starting State
-    A problem drawn uniformly with the env's RNG, at step ``k = 1``, unless
-    ``reset(options={"problem_id": ..., "step": k})`` chooses them (start at any step:
-    the observation then already holds expert steps ``1..k-1``).
+    A problem drawn uniformly with the env's RNG, at step ``k = 2`` (expert step 1 already
+    shown), unless ``reset(options={"problem_id": ..., "step": k})`` chooses them (start at
+    any step ``2..n``: the observation then holds expert steps ``1..k-1``).
 
     ## Episode End
-    Terminated after the action for the last expert step ``n``, or on an invalid action.
-    Never truncated. A problem with a single step is a one-step episode. Problems without
-    steps are left out.
+    Terminated after the action for the last expert step ``n`` (``n - 1`` actions), or on
+    an invalid action. Never truncated. A problem with two steps is a one-action episode;
+    problems with fewer than two steps are left out.
 
     ## Info
     ``problem_id``, ``step`` (the step the next action should write, 1-based),
@@ -211,6 +231,9 @@ class SRLMathEnv(gym.Env[str, str]):
       ``"math-train"``, ...) or a sequence of :class:`~pope_env.problem.Problem`.
     * ``max_problems``: keep only the first N problems with steps.
     * ``tokenize``: optional ``str -> list[int]`` for token-level similarity.
+    * ``prefilled_think``: the policy's chat template ends the prompt with ``<think>``, so
+      an action starts inside the monologue (default ``False``; see
+      :mod:`pope_env.rewards.similarity`).
     * ``render_mode``: ``None`` or ``"ansi"`` (returns the observation text).
 
     Vector envs: ``gym.make_vec("SRL-Math-v0", num_envs=8, vectorization_mode="sync")``;
@@ -218,7 +241,7 @@ class SRLMathEnv(gym.Env[str, str]):
     cannot live in shared memory).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; steps ``k = 2..n`` (``n - 1`` prompts per solution, as in SRL).
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -231,6 +254,7 @@ class SRLMathEnv(gym.Env[str, str]):
         *,
         max_problems: int | None = None,
         tokenize: Tokenize | None = None,
+        prefilled_think: bool = False,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -238,6 +262,7 @@ class SRLMathEnv(gym.Env[str, str]):
         self.problems = _load_problems(dataset, max_problems)
         self._by_id = {p.id: p for p in self.problems}
         self.tokenize = tokenize
+        self.prefilled_think = bool(prefilled_think)
         self.render_mode = render_mode
         self.observation_space = UnicodeText()
         self.action_space = UnicodeText()
@@ -271,7 +296,7 @@ class SRLMathEnv(gym.Env[str, str]):
             if problem_id not in self._by_id:
                 raise UnknownNameError("problem id", str(problem_id), list(self._by_id))
             problem = self._by_id[problem_id]
-        k = options.get("step", 1)
+        k = options.get("step", FIRST_STEP)
         _check_step(problem, k)
         return problem, int(k)
 
@@ -284,7 +309,7 @@ class SRLMathEnv(gym.Env[str, str]):
 
     def _score(self, action: Any, expert_step: str) -> tuple[float, dict[str, Any]]:
         try:
-            parsed = parse_srl_output(action)
+            parsed = parse_srl_output(action, prefilled_think=self.prefilled_think)
         except SRLFormatError as exc:
             return FORMAT_FAILURE_REWARD, {"format_ok": False, "format_error": exc.reason, "similarity": None}
         expert = expert_step.strip()
@@ -333,8 +358,8 @@ class SRLMathStepEnv(SRLMathEnv):
     """One SRL prompt per episode: a (problem, k) drawn uniformly over all of them.
 
     ## Description
-    The single-step form of :class:`SRLMathEnv`, as SRL trains: every step ``k`` of every
-    expert solution is an independent prompt (problem + expert steps ``1..k-1``), so a
+    The single-step form of :class:`SRLMathEnv`, as SRL trains: every step ``k = 2..n`` of
+    every expert solution is an independent prompt (problem + expert steps ``1..k-1``), so a
     batch of resets is a batch of SRL prompts for GRPO. See :func:`srl_prompts` for the
     same prompts as a list.
 
@@ -350,10 +375,10 @@ class SRLMathStepEnv(SRLMathEnv):
     the step to the expert step ``k``.
 
     ## Starting State
-    A (problem, k) pair drawn uniformly over all pairs of the dataset (so long solutions
-    weigh more, as in SRL's data), or the one given by
+    A (problem, k) pair drawn uniformly over all ``n - 1`` pairs of every problem (so long
+    solutions weigh more, as in SRL's data), or the one given by
     ``reset(options={"problem_id": ..., "step": k})``; ``problem_id`` alone draws ``k``
-    uniformly within that problem.
+    uniformly in ``2..n`` within that problem.
 
     ## Invalid Actions
     As ``SRL-Math-v0``.
@@ -375,15 +400,15 @@ class SRLMathStepEnv(SRLMathEnv):
 
     def __init__(self, dataset: str | Sequence[Problem] = "math-train", **kwargs: Any) -> None:
         super().__init__(dataset, **kwargs)
-        self._cum_steps = np.cumsum([len(p.steps) for p in self.problems])
+        self._cum_steps = np.cumsum([len(p.steps) - 1 for p in self.problems])  # prompts per problem
 
     def _choose(self, options: Mapping[str, Any]) -> tuple[Problem, int]:
         if "step" in options:
             return super()._choose(options)
         if options.get("problem_id") is not None:
             problem, _ = super()._choose({"problem_id": options["problem_id"]})
-            return problem, int(self.np_random.integers(len(problem.steps))) + 1
+            return problem, int(self.np_random.integers(len(problem.steps) - 1)) + FIRST_STEP
         idx = int(self.np_random.integers(int(self._cum_steps[-1])))  # uniform over all (problem, k)
         p = int(np.searchsorted(self._cum_steps, idx, side="right"))
         before = int(self._cum_steps[p - 1]) if p > 0 else 0
-        return self.problems[p], idx - before + 1
+        return self.problems[p], idx - before + FIRST_STEP

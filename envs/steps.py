@@ -10,10 +10,10 @@ import gymnasium as gym
 from pope_env.errors import ConfigError, EnvStateError
 from pope_env.guidance import GuidanceConfig, state_messages, state_text
 from pope_env.problem import Problem
-from pope_env.rewards.math import MathVerifier, default_verifier
-from pope_env.spaces import UnicodeText, check_text_action
+from pope_env.envs.math import check_verify_timeout, verifier_for
+from pope_env.rewards.math import MathVerifier
 from pope_env.rollin import RollInSampler
-
+from pope_env.spaces import UnicodeText, check_text_action
 
 
 def with_separator(step: str, separator: str = "\n\n") -> str:
@@ -64,7 +64,8 @@ class MathStepsEnv(gym.Env[str, str]):
     ## Starting State
     A problem from ``dataset`` in seeded random order, rolled in per ``mode`` as in
     ``POPE-Math-v0``/``-Hard-v0``/``-Guided-v0`` (unguided, guided with ``i`` oracle steps,
-    or an exact ``guided_ratio`` mix). ``reset(options=...)``: ``problem_id``;
+    or ``"pope"``: every problem once guided and once unguided per pass of ``2N`` resets,
+    one of each in every consecutive pair; see :class:`pope_env.envs.math.MathEnv`). ``reset(options=...)``: ``problem_id``;
     ``prefix_len`` (start after the first ``i`` oracle steps, ``0 <= i <= cap`` where the cap
     excludes the step with the answer); or ``state`` (a list of step strings: start from
     that partial solution, for analysis of arbitrary states).
@@ -84,7 +85,8 @@ class MathStepsEnv(gym.Env[str, str]):
     ``prefix_fraction`` / ``guidance`` as in :class:`pope_env.envs.math.MathEnv`;
     ``max_steps`` (agent steps per episode, default 24), ``max_step_chars`` (default 8,192),
     ``max_total_chars`` (default 32,768), ``step_separator`` (default ``"\\n\\n"``),
-    ``verify_timeout_s``.
+    ``verify_timeout_s`` (wall-clock limit of the final verification in seconds, > 0,
+    default 5; a timed-out verification scores 0 with ``info["timed_out"]``).
 
     ## Version History
     - v0: Initial version.
@@ -112,6 +114,7 @@ class MathStepsEnv(gym.Env[str, str]):
         verify_timeout_s: float = 5.0,
         render_mode: str | None = None,
     ) -> None:
+        check_verify_timeout(verify_timeout_s)
         for name, value in (("max_steps", max_steps), ("max_step_chars", max_step_chars),
                             ("max_total_chars", max_total_chars)):
             if value < 1:
@@ -141,8 +144,9 @@ class MathStepsEnv(gym.Env[str, str]):
 
     @property
     def verifier(self) -> MathVerifier:
+        """The math verifier: the process-wide one with the limit ``verify_timeout_s``."""
         if self._verifier is None:
-            self._verifier = default_verifier()
+            self._verifier = verifier_for(self.verify_timeout_s)
         return self._verifier
 
     def _observe(self) -> tuple[str, list[dict[str, str]]]:

@@ -8,6 +8,10 @@ consecutive *blocks* of ``guided + unguided`` resets, and every block holds exac
 the default 1:1 every consecutive pair of resets (1-2, 3-4, ...) is one guided and one
 unguided episode, so any even number of resets from the start is exactly half guided.
 
+Which *problem* each reset shows is :mod:`pope_env.rollin`'s part: in the math envs' pope
+mode guided and unguided resets draw from two per-pass permutations of the problems, so each
+pass of ``2N`` resets shows every problem once guided and once unguided.
+
 One sampler belongs to one env instance. Reseeding (``reset(seed=...)`` of the env) restarts
 the block sequence, so the decisions are a deterministic function of the seed and the number
 of resets since seeding. In a vector env each copy keeps its own exact ratio, so ``N`` copies

@@ -6,17 +6,19 @@ succeed. This module measures that overlap for a policy at one moment (e.g. at e
 evaluation of a training run, through :class:`pope_env.agents.reach_hook.OwnStateReachHook`):
 
 1. For each problem, sample one unguided completion (seeded).
-2. Split it into steps and drop the step that holds the final ``\\boxed{}`` answer and all
-   after it; what remains, ``m`` steps, gives the policy's own partial solutions
+2. Split it into steps and drop the first step that holds a ``\\boxed{}`` (or ``\\fbox{}``)
+   answer and all after it, the same rule as the oracle prefix cap
+   (:func:`pope_env.steps.max_prefix_len`: a guided prefix never shows a step with a box);
+   what remains, ``m`` steps, gives the policy's own partial solutions
    ``steps[:j]`` for ``j = 1..m``. Up to ``states_per_problem`` of them are kept, evenly
    spaced and always including the longest (``j = ceil(t * m / s)`` for ``t = 1..s``).
    A completion with no step before its answer gives no state.
 3. Continue each own state ``k`` times (Monte Carlo) and score the continuations.
-4. A state is in S_good when the lower Wilson bound of its success rate exceeds
-   ``threshold`` (``criterion="lower"``, default; with ``threshold = 0`` that is "at least one
-   success", the prefix search's notion of solvable) or its point estimate does
-   (``criterion="point"``), exactly as :class:`pope_env.reach.ReachSet` decides for oracle
-   prefixes.
+4. A state is in S_good when the lower 95% Wilson bound of its success rate exceeds
+   ``threshold`` = 0.1 by default ("reward reliably attainable": see :mod:`pope_env.reach`;
+   with ``threshold = 0`` it is "at least one success", the prefix search's notion of
+   solvable), or its point estimate does (``criterion="point"``), exactly as
+   :class:`pope_env.reach.ReachSet` decides for oracle prefixes.
 
 Everything is batched (one ``generate`` call per ``batch_size`` prompts) and seeded from
 ``seed``, so two calls with the same policy weights give the same report, and two
@@ -33,7 +35,14 @@ from typing import Any
 
 from pope_env.errors import ConfigError
 from pope_env.problem import Problem
-from pope_env.reach import check_s_good_rule, format_table, wilson_interval
+from pope_env.reach import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_CRITERION,
+    DEFAULT_THRESHOLD,
+    check_s_good_rule,
+    format_table,
+    wilson_interval,
+)
 
 StateRenderer = Callable[[Problem, Sequence[str]], Any]
 """``render(problem, steps) -> prompt``: the prompt that continues the partial solution
@@ -86,9 +95,9 @@ class OwnStateOverlap:
     problems: int
     unguided_correct: int
     states: tuple[OwnState, ...]
-    threshold: float = 0.0
-    confidence: float = 0.95
-    criterion: str = "lower"
+    threshold: float = DEFAULT_THRESHOLD
+    confidence: float = DEFAULT_CONFIDENCE
+    criterion: str = DEFAULT_CRITERION
 
     def in_s_good(self, state: OwnState) -> bool:
         """Whether ``state`` passes the S_good rule."""
@@ -149,13 +158,26 @@ def split_lines(text: str) -> list[str]:
     return re.findall(r"[^\n]*\n|[^\n]+$", text)
 
 
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")  # as pope_env.steps' answer-step rule
+
+
+def first_box_index(steps: Sequence[str]) -> int | None:
+    """Index of the first step holding a ``\\boxed``/``\\fbox`` answer, ``None`` if none does."""
+    return next((i for i, step in enumerate(steps) if _BOX.search(step)), None)
+
+
 def own_partial_steps(completion: str, split_steps: StepSplitter | None = None) -> list[str]:
-    """The steps of ``completion`` before the one holding its final answer (all of them when
-    it has no ``\\boxed{}``, e.g. when it was truncated); whitespace-only steps are dropped."""
-    from pope_env.steps import answer_step_index, split_solution
+    """The steps of ``completion`` before the first one holding a ``\\boxed{}`` answer (all
+    of them when it has none, e.g. when it was truncated); whitespace-only steps are dropped.
+
+    The cut is the oracle prefix cap's (:func:`pope_env.steps.max_prefix_len`): the first
+    boxed step and everything after it are not part of any state, so an own state never
+    shows an answer, exactly as a guided prefix never does.
+    """
+    from pope_env.steps import split_solution
 
     steps = [s for s in (split_steps or split_solution)(completion) if s.strip()]
-    answer = answer_step_index(steps)
+    answer = first_box_index(steps)
     return steps if answer is None else steps[:answer]
 
 
@@ -175,9 +197,9 @@ def own_state_overlap(
     scorer: Scorer | None = None,
     render_state: StateRenderer | None = None,
     split_steps: StepSplitter | None = None,
-    threshold: float = 0.0,
-    confidence: float = 0.95,
-    criterion: str = "lower",
+    threshold: float = DEFAULT_THRESHOLD,
+    confidence: float = DEFAULT_CONFIDENCE,
+    criterion: str = DEFAULT_CRITERION,
     batch_size: int = 64,
     progress: bool = False,
 ) -> OwnStateOverlap:
@@ -195,7 +217,8 @@ def own_state_overlap(
             :func:`pope_env.guidance.state_messages`, the steps env's roll-in prompt).
         split_steps: Cuts a completion into steps (default:
             :func:`pope_env.steps.split_solution`; :func:`split_lines` for one step per line).
-        threshold, confidence, criterion: The S_good rule (as :class:`~pope_env.reach.ReachSet`).
+        threshold, confidence, criterion: The S_good rule (as :class:`~pope_env.reach.ReachSet`;
+            default: lower 95% Wilson bound > 0.1).
         batch_size: Prompts per ``generate`` call.
         progress: Show a progress bar.
 

@@ -5,13 +5,18 @@ A *roll-in state* of problem ``x`` is the prompt after showing the oracle steps
 for the prefix search's fallback segments). From recorded rollouts, :class:`ReachSet`
 estimates each state's success probability ``p`` with a Wilson score interval, and
 
-    S_good(x) = { states s of x : lower Wilson bound of p(s) > threshold }   (default)
+    S_good(x) = { states s of x : lower 95% Wilson bound of p(s) > 0.1 }   (default)
 
-With the default ``threshold = 0`` a state is in S_good iff it had at least one success
-(the Wilson lower bound is positive exactly then), which is the prefix search's notion of
-"solvable"; a higher threshold asks for statistical evidence that ``p > threshold`` at the
-chosen confidence. ``criterion="point"`` compares the point estimate instead.
-``coverage()`` is the fraction of problems whose S_good is non-empty.
+**The default rule: reward reliably attainable.** The POPE paper's S_good holds the states
+from which the policy attains reward *reliably*. The default asks for statistical evidence
+(95% confidence, :data:`DEFAULT_CONFIDENCE`) that the success rate from the state exceeds
+10% (:data:`DEFAULT_THRESHOLD`): from such a state a GRPO group of 8 rollouts holds a
+success with probability over 57% (16 rollouts: over 81%), so RL gets a learning signal
+there. With ``k`` samples that takes at least 2 successes of 2, 3 or 4; 3 of 8; 4 of 16;
+7 of 32; 12 of 64 (:func:`min_successes`). ``threshold=0`` gives the weaker notion "at least one
+success in k" (the Wilson lower bound is positive exactly then), which is what the prefix
+search's ``i*`` uses; ``criterion="point"`` compares the point estimate ``s/k`` instead of
+the lower bound. ``coverage()`` is the fraction of problems whose S_good is non-empty.
 
 Rollout records (JSONL, one per line) accepted by :meth:`ReachSet.from_records` and
 ``pope-env reach --rollouts``; every field but ``problem_id`` is optional:
@@ -41,6 +46,13 @@ from pope_env.io import PathLike, atomic_write_text
 
 REACH_KIND = "pope-reach"
 CRITERIA = ("lower", "point")
+DEFAULT_THRESHOLD = 0.1
+"""Default S_good rate: a state is in S_good when its success rate exceeds this (with
+:data:`DEFAULT_CONFIDENCE` under the default ``"lower"`` criterion)."""
+DEFAULT_CONFIDENCE = 0.95
+"""Default confidence level of the Wilson interval of the S_good rule."""
+DEFAULT_CRITERION = "lower"
+"""Default S_good criterion: the lower Wilson bound (``"point"``: the point estimate)."""
 
 
 def wilson_interval(successes: int, samples: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -62,6 +74,18 @@ def wilson_interval(successes: int, samples: int, confidence: float = 0.95) -> t
     if successes == samples:
         hi = 1.0
     return lo, hi
+
+
+def min_successes(samples: int, *, threshold: float = DEFAULT_THRESHOLD,
+                  confidence: float = DEFAULT_CONFIDENCE, criterion: str = DEFAULT_CRITERION) -> int | None:
+    """The fewest successes out of ``samples`` that put a state in S_good under the rule
+    ``(threshold, confidence, criterion)``; ``None`` when even ``samples`` successes do not."""
+    check_s_good_rule(threshold=threshold, confidence=confidence, criterion=criterion)
+    for successes in range(samples + 1):
+        value = wilson_interval(successes, samples, confidence)[0] if criterion == "lower" else successes / max(samples, 1)
+        if samples > 0 and value > threshold:
+            return successes
+    return None
 
 
 def check_s_good_rule(*, threshold: float, confidence: float, criterion: str) -> None:
@@ -103,13 +127,14 @@ class ReachSet:
     """Per problem and roll-in state: success counts, Wilson intervals and S_good.
 
     Args:
-        confidence: Confidence level of the Wilson intervals.
-        threshold: A state is in S_good iff its statistic exceeds this (``[0, 1)``).
+        confidence: Confidence level of the Wilson intervals (default 0.95).
+        threshold: A state is in S_good iff its statistic exceeds this (``[0, 1)``; default
+            0.1, see the module docstring; 0 means "at least one success").
         criterion: ``"lower"`` (lower Wilson bound, default) or ``"point"`` (estimate).
     """
 
-    def __init__(self, *, confidence: float = 0.95, threshold: float = 0.0,
-                 criterion: str = "lower") -> None:
+    def __init__(self, *, confidence: float = DEFAULT_CONFIDENCE, threshold: float = DEFAULT_THRESHOLD,
+                 criterion: str = DEFAULT_CRITERION) -> None:
         check_s_good_rule(threshold=threshold, confidence=confidence, criterion=criterion)
         self.confidence, self.threshold, self.criterion = confidence, threshold, criterion
         self._counts: dict[str, dict[tuple[int, int], list[int]]] = defaultdict(dict)
@@ -542,8 +567,8 @@ def estimate_states(
     return out
 
 
-def states_table(estimates: Sequence[StateMonteCarlo], *, confidence: float = 0.95,
-                 threshold: float = 0.0, criterion: str = "lower") -> str:
+def states_table(estimates: Sequence[StateMonteCarlo], *, confidence: float = DEFAULT_CONFIDENCE,
+                 threshold: float = DEFAULT_THRESHOLD, criterion: str = DEFAULT_CRITERION) -> str:
     """Printable report of :func:`estimate_states` with the S_good verdict per state."""
     rows = []
     for e in estimates:

@@ -6,16 +6,29 @@ Shared by every math env (single-turn, step-level) so that "the hard split, guid
 - the problems: a dataset, optionally restricted to the hard problems of a split file
   (``pope-env hard-split``);
 - the order: a seeded random permutation, reshuffled on each pass;
-- guided or not: ``mode`` = ``"unguided"`` | ``"guided"`` | ``"pope"`` (an exact
-  ``guided_ratio`` mix per block of resets, :class:`~pope_env.mixture.MixtureSampler`);
+- guided or not: ``mode`` = ``"unguided"`` | ``"guided"`` | ``"pope"``;
 - the prefix: the problem's ``i*`` (or fallback segment) from a guidance file
   (``pope-env prefix-search``), else ``round(prefix_fraction * cap)`` steps (at least one),
-  where ``cap`` is the largest prefix that does not reveal the answer.
+  where ``cap`` is the largest prefix that does not reveal the answer. Guided roll-ins
+  without a guidance file raise a :class:`NoGuidanceWarning` once, when the sampler is made.
+
+**The pope mode pairs each problem's two versions**, as POPE trains: with ``guided_ratio``
+``g : u`` (1:1 by default), one *pass* is ``(g + u) * N`` resets over the ``N`` problems in
+which every problem appears exactly ``g`` times guided (at its ``i*``) and ``u`` times
+unguided. Guided and unguided resets take their problems from two separate queues, each a
+seeded permutation of the problems renewed when it runs out, and
+:class:`~pope_env.mixture.MixtureSampler` decides which queue each reset draws from, exact per
+block of ``g + u`` resets (1:1: every consecutive pair of resets is one guided and one
+unguided episode). Both queues run out exactly at the end of a pass, so the next pass starts
+with two fresh permutations. ``reset(options={"guided": b})`` takes the next problem of that
+queue (the mixture does not advance); ``problem_id`` takes that problem and leaves the
+queues alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +41,11 @@ from pope_env.problem import Problem
 
 MODES = ("unguided", "guided", "pope")
 RESET_OPTIONS = ("problem_id", "guided", "prefix_len")
+
+
+class NoGuidanceWarning(UserWarning):
+    """Guided roll-ins without a guidance file: the prefix is ``prefix_fraction`` of the cap
+    instead of the problem's ``i*`` found by ``pope-env prefix-search``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +113,19 @@ class RollInSampler:
 
             self.guidance = load_guidance(guidance_file, dataset=dataset)
         self.mixture = MixtureSampler.from_fraction(guided_ratio) if mode == "pope" else None
-        self._order: list[int] = []
+        # Problem queues (indices, next one last): one per kind in "pope" mode (True: guided,
+        # False: unguided), a single one (None) otherwise.
+        self._queues: dict[bool | None, list[int]] = {}
         self._mixture_seeded = False
+        if self.guidance is None and (mode == "guided" or (mode == "pope" and self.mixture.guided)):
+            warnings.warn(
+                f"{mode!r} mode without a guidance file: guided roll-ins show "
+                f"round({prefix_fraction} * cap) oracle steps, not each problem's i* (the "
+                "shortest prefix from which the policy succeeds). Run `pope-env prefix-search` "
+                "and pass its output as guidance_file=...",
+                NoGuidanceWarning,
+                stacklevel=4,
+            )
 
     @classmethod
     def from_dataset(
@@ -127,7 +156,7 @@ class RollInSampler:
 
     def seed(self, seed: int | None) -> None:
         """Restart the problem order and the guided/unguided blocks (called on ``reset(seed=)``)."""
-        self._order = []
+        self._queues = {}
         if self.mixture is not None and seed is not None:
             self.mixture.seed(seed)
             self._mixture_seeded = True
@@ -153,6 +182,14 @@ class RollInSampler:
             self._mixture_seeded = True
         return self.mixture.next()
 
+    def _next_problem(self, rng: np.random.Generator, guided: bool) -> Problem:
+        """The next problem of the queue of this kind (``pope`` mode) or of the single queue."""
+        key = guided if self.mode == "pope" else None
+        queue = self._queues.setdefault(key, [])
+        if not queue:
+            queue.extend(int(i) for i in rng.permutation(len(self.problems))[::-1])
+        return self.problems[queue.pop()]
+
     def draw(self, rng: np.random.Generator, options: Mapping[str, Any] | None = None) -> RollIn:
         """The next roll-in; ``options`` (``problem_id``, ``guided``, ``prefix_len``) override."""
         options = dict(options or {})
@@ -161,25 +198,27 @@ class RollInSampler:
             raise ConfigError(
                 f"unknown reset option(s) {sorted(unknown)}; use {', '.join(RESET_OPTIONS)}"
             )
+        prefix_len = options.get("prefix_len")
+        if prefix_len is not None and (isinstance(prefix_len, bool) or not isinstance(prefix_len, (int, np.integer))):
+            raise ConfigError(f"prefix_len must be an int, got {prefix_len!r}")
+        if "guided" in options:
+            guided = bool(options["guided"])
+        elif prefix_len is not None:
+            guided = prefix_len > 0
+        else:
+            guided = self._next_guided(rng)
         if "problem_id" in options:
             problem = self.get(options["problem_id"])
         else:
-            if not self._order:
-                self._order = [int(i) for i in rng.permutation(len(self.problems))[::-1]]
-            problem = self.problems[self._order.pop()]
-        if "prefix_len" in options:
-            prefix_len = options["prefix_len"]
-            if isinstance(prefix_len, bool) or not isinstance(prefix_len, (int, np.integer)):
-                raise ConfigError(f"prefix_len must be an int, got {prefix_len!r}")
+            problem = self._next_problem(rng, guided)
+        if prefix_len is not None:
             prefix_len, cap = int(prefix_len), prefix_cap(problem)
             if not 0 <= prefix_len <= cap:
                 raise ConfigError(
                     f"prefix_len={prefix_len} is out of range for problem {problem.id!r}: "
                     f"0 <= prefix_len <= {cap} (a longer prefix would reveal the final answer)"
                 )
-            guided = bool(options.get("guided", prefix_len > 0))
             return RollIn(problem, guided, prefix_len if guided else 0)
-        guided = bool(options["guided"]) if "guided" in options else self._next_guided(rng)
         if not guided:
             return RollIn(problem, False, 0)
         start, prefix_len = self.segment_for(problem)

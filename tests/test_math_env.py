@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+import warnings
+from collections import Counter
 
 import gymnasium as gym
 import pytest
@@ -12,8 +15,14 @@ import pope_env  # noqa: F401
 from pope_env.agents.simple import OracleAgent
 from pope_env.datasets import load_dataset
 from pope_env.envs.math import MathEnv
+from pope_env.envs.steps import MathStepsEnv
 from pope_env.errors import ConfigError, EnvStateError, InvalidActionError, UnknownNameError
+from pope_env.problem import Problem
+from pope_env.rollin import NoGuidanceWarning
 from pope_env.steps import max_prefix_len
+
+# An answer sympy would evaluate for hours: verification can only end by the time limit.
+TOWER = r"The answer is $\boxed{9^{9^{9^{9}}}}$."
 
 MATH_IDS = ["POPE-Math-v0", "POPE-Math-Hard-v0", "POPE-Math-Guided-v0", "POPE-Math-Eval-v0"]
 
@@ -73,6 +82,66 @@ def test_pope_mode_is_exactly_one_to_one_over_each_pair():
     flags = [env.reset(seed=1)[1]["guided"]] + [env.reset()[1]["guided"] for _ in range(99)]
     for i in range(0, 100, 2):
         assert sorted(flags[i : i + 2]) == [False, True]
+
+
+@pytest.mark.parametrize("make", [MathEnv, MathStepsEnv])
+def test_pope_mode_pairs_each_problems_guided_and_unguided_versions_in_every_pass(make):
+    with pytest.warns(NoGuidanceWarning):
+        env = make("math-train-l5", mode="pope", limit=12)
+    n = len(env.problems)
+    infos = [env.reset(seed=5)[1]] + [env.reset()[1] for _ in range(3 * 2 * n - 1)]
+    passes = [infos[i : i + 2 * n] for i in range(0, len(infos), 2 * n)]
+    for chunk in passes:
+        shown = Counter((info["problem_id"], info["guided"]) for info in chunk)
+        # every problem exactly once guided (at its prefix) and once unguided in the pass
+        assert shown == Counter({(p.id, g): 1 for p in env.problems for g in (True, False)})
+        assert all(info["prefix_len"] > 0 for info in chunk if info["guided"])
+        for i in range(0, 2 * n, 2):  # and still one of each in every consecutive pair
+            assert sorted(info["guided"] for info in chunk[i : i + 2]) == [False, True]
+    orders = [[info["problem_id"] for info in chunk] for chunk in passes]
+    assert orders[0] != orders[1] != orders[2]  # reshuffled every pass
+    again = make("math-train-l5", mode="pope", limit=12)
+    replay = [again.reset(seed=5)[1]] + [again.reset()[1] for _ in range(2 * n - 1)]
+    assert [(i["problem_id"], i["guided"]) for i in replay] == [(i["problem_id"], i["guided"]) for i in passes[0]]
+
+
+def test_a_guided_option_takes_the_next_problem_of_that_kind_in_the_pass():
+    env = MathEnv("math-train-l5", mode="pope", limit=6)
+    env.reset(seed=0)
+    seen = [env.reset(options={"guided": True})[1] for _ in range(5)]
+    seen += [env.reset(options={"guided": False})[1] for _ in range(6)]
+    guided = sorted(i["problem_id"] for i in seen if i["guided"])
+    assert len(set(guided)) == len(guided)  # a guided reset never repeats a problem within a pass
+
+
+def test_guided_modes_without_a_guidance_file_warn_once_naming_prefix_search():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = MathEnv("math-train-l5", mode="pope", limit=5)
+        for _ in range(6):
+            env.reset()
+        MathEnv("math-train-l5", mode="unguided", limit=5).reset()
+    ours = [w for w in caught if issubclass(w.category, NoGuidanceWarning)]
+    assert len(ours) == 1 and "pope-env prefix-search" in str(ours[0].message)
+    with pytest.warns(NoGuidanceWarning, match="prefix-search"):
+        MathStepsEnv("math-train-l5", mode="guided", limit=5)
+
+
+@pytest.mark.parametrize("make", [MathEnv, MathStepsEnv])
+def test_verify_timeout_s_bounds_the_verification(make):
+    problem = Problem("tower", "What is 1+2?", "We add.\n\nSo $\\boxed{3}$.", ("We add.\n\n", "So $\\boxed{3}$."), "3", "test")
+    env = make(problems=[problem], verify_timeout_s=0.5)
+    env.verifier.warm_up()  # worker start-up (sympy imports) is not part of the limit
+    env.reset(seed=0)
+    t0 = time.perf_counter()
+    _obs, reward, terminated, _trunc, info = env.step(TOWER)
+    elapsed = time.perf_counter() - t0
+    assert terminated and reward == 0.0 and info["timed_out"] is True
+    assert elapsed < 0.5 + 2.0, elapsed  # the default limit (5 s) would take 5 s or more
+    env.reset(seed=0)
+    assert env.step(r"So the sum is $\boxed{3}$.")[1] == 1.0  # the pool recovered
+    with pytest.raises(ConfigError, match="verify_timeout_s"):
+        make(problems=[problem], verify_timeout_s=0)
 
 
 def test_reset_options_select_problem_and_roll_in():

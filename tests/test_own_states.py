@@ -11,6 +11,7 @@ from arith_policy import ArithmeticSolverPolicy, math_verify_scorer
 from pope_env.agents.policy import SamplingParams
 from pope_env.datasets import arithmetic
 from pope_env.errors import ConfigError
+from pope_env.steps import split_solution
 from pope_env.own_states import (
     own_partial_steps,
     own_state_overlap,
@@ -50,6 +51,19 @@ def test_own_partial_steps_stop_before_the_answer_step():
     assert own_partial_steps("1+1\n2+2\n", split_lines) == ["1+1\n", "2+2\n"]  # truncated: all steps
     prose = "First, $x = 2$.\n\nThen $y = x + 1 = 3$.\n\nSo the answer is $\\boxed{3}$."
     assert own_partial_steps(prose) == ["First, $x = 2$.\n\n", "Then $y = x + 1 = 3$.\n\n"]
+
+
+def test_own_states_are_cut_at_the_first_box_like_the_oracle_prefix_cap():
+    from pope_env.problem import Problem
+    from pope_env.steps import max_prefix_len
+
+    text = "Let $x = 2$.\n\nSo $\\boxed{2}$ is a guess.\n\nCheck: $x + 1 = 3$.\n\nFinally $\\boxed{2}$."
+    own = own_partial_steps(text)
+    assert own == ["Let $x = 2$.\n\n"]  # not the three steps before the last box
+    steps = tuple(s for s in split_solution(text) if s.strip())
+    oracle = Problem("p", "q", text, steps, "2", "test")
+    assert len(own) == max_prefix_len(oracle) == 1  # one rule for own states and oracle prefixes
+    assert own_partial_steps("1\n\\fbox{3}\n2\n\\boxed{3}", split_lines) == ["1\n"]
 
 
 def test_an_exact_policy_has_every_own_state_in_s_good():

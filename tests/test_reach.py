@@ -40,7 +40,7 @@ def test_wilson_interval_covers_the_true_probability_about_95_percent(p, n):
 
 
 def test_s_good_and_coverage():
-    reach = ReachSet()
+    reach = ReachSet(threshold=0.0)  # "at least one success in k"
     reach.add("a", 0, 0, 16)
     reach.add("a", 2, 1, 8)
     reach.add("a", 3, 6, 8)
@@ -58,6 +58,34 @@ def test_s_good_and_coverage():
     assert [s.prefix_len for s in point.s_good("a")] == [2]
     with pytest.raises(ConfigError, match="criterion"):
         ReachSet(criterion="upper")
+
+
+def test_default_s_good_means_reward_reliably_attainable_not_one_lucky_success():
+    from pope_env.reach import DEFAULT_CONFIDENCE, DEFAULT_THRESHOLD, min_successes
+
+    assert (DEFAULT_THRESHOLD, DEFAULT_CONFIDENCE) == (0.1, 0.95)
+    reach = ReachSet()
+    reach.add("a", 1, 1, 8)     # one success in 8: p could well be 0.02
+    reach.add("a", 2, 1, 64)    # one in 64
+    reach.add("a", 3, 3, 8)     # lower 95% Wilson bound 0.137 > 0.1
+    reach.add("b", 2, 2, 8)     # lower bound 0.071: not yet reliable
+    assert [s.prefix_len for s in reach.s_good("a")] == [3]
+    assert reach.s_good("b") == [] and reach.coverage() == 0.5
+    assert [min_successes(k) for k in (4, 8, 16, 32, 64)] == [2, 3, 4, 7, 12]
+    assert min_successes(8, threshold=0.0) == 1 and min_successes(4, threshold=0.9) is None
+    assert "(lower bound > 0.1)" in reach.table()
+
+
+def test_reach_cli_defaults_are_the_library_rule(tmp_path, capsys):
+    from pope_env.cli import main
+
+    rollouts = tmp_path / "r.jsonl"
+    rollouts.write_text("".join(json.dumps({"problem_id": "p", "prefix_len": 1, "correct": j == 0}) + "\n"
+                                for j in range(8)))
+    assert main(["reach", "--rollouts", str(rollouts)]) == 0
+    assert "coverage: 0.000 of 1 problems" in capsys.readouterr().out  # 1/8 is not reliable
+    assert main(["reach", "--rollouts", str(rollouts), "--threshold", "0"]) == 0
+    assert "coverage: 1.000 of 1 problems" in capsys.readouterr().out
 
 
 def test_records_of_every_kind_aggregate(tmp_path):
@@ -90,7 +118,7 @@ def test_reach_set_from_a_real_prefix_search(tmp_path):
     problems = arithmetic.generate(10, 6, seed=4)
     gf = run_prefix_search(problems, ArithmeticSolverPolicy(0.4), dataset="arith", k=8,
                            out=tmp_path / "g.jsonl", scorer=math_verify_scorer(), progress=False)
-    reach = ReachSet.from_file(tmp_path / "g.jsonl")
+    reach = ReachSet.from_file(tmp_path / "g.jsonl", threshold=0.0)  # i*: the first prefix with a success
     for pid, record in gf.records.items():
         good = {s.prefix_len for s in reach.s_good(pid)}
         if not record.fallback:

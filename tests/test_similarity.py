@@ -270,6 +270,35 @@ def test_trl_reward_func_text_and_conversational():
         srl_reward_func(prompts, completions, solution=["a", "b"])
 
 
+# --- chat templates that pre-fill <think> -------------------------------------------------------
+QWQ_PROMPT = "<|im_start|>user\nWhat next?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+
+
+def test_a_prefilled_think_tag_is_detected_and_accepted():
+    from pope_env.rewards.similarity import prefills_think
+
+    assert prefills_think(QWQ_PROMPT) and prefills_think("<｜Assistant｜><think>\n")
+    assert not prefills_think("<|im_start|>assistant\n")
+    assert not prefills_think("<|im_start|>assistant\n<think>\n\n</think>\n\n")  # closed: no monologue left
+    completion = "I should add.\n</think>\n\nx = 1"  # the model continues inside the monologue
+    assert srl_reward(completion, "x = 1") == -1.0  # the strict rule: no <think> at all
+    assert srl_reward(completion, "x = 1", prefilled_think=True) == 1.0
+    assert parse_srl_output(completion, prefilled_think=True).think == "I should add.\n"
+    for bad in ["<think>again</think>x = 1", "no close x = 1", "t</think>   ", "a</think>b</think>c"]:
+        assert srl_reward(bad, "x = 1", prefilled_think=True) == -1.0, bad
+    assert srl_reward_batch([completion, completion], ["x = 1"] * 2, prefilled_think=[True, False]) == [1.0, -1.0]
+    assert sequence_similarity_reward(completion, "x = 1", prefilled_think=True) == 1.0
+
+
+def test_trl_reward_func_reads_prefilled_think_from_a_column_or_the_text_prompt():
+    completion = "t</think>x = 1"
+    assert srl_reward_func([QWQ_PROMPT], [completion], expert_step=["x = 1"]) == [1.0]
+    assert srl_reward_func(["plain prompt"], [completion], expert_step=["x = 1"]) == [-1.0]
+    conv = [[{"role": "user", "content": "What next?"}]]
+    assert srl_reward_func(conv, [completion], expert_step=["x = 1"], prefilled_think=[True]) == [1.0]
+    assert srl_reward_func(conv, [completion], expert_step=["x = 1"]) == [-1.0]
+
+
 def test_whole_sequence_baseline():
     steps = ["Let x = 2.", "Then y = 3.", "So x + y = 5."]
     whole = " ".join(steps)

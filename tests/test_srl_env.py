@@ -65,7 +65,8 @@ def test_episode_walks_the_expert_solution(problems):
     assert info["messages"][0]["content"] == SYSTEM_PROMPT and info["messages"][1]["content"] == obs
     n = len(p.steps)
     assert n >= 2
-    for k in range(1, n + 1):
+    assert info["step"] == 2 and _section(obs) == [p.steps[0].strip()]  # step 1 is context, as in SRL
+    for k in range(2, n + 1):
         assert info["step"] == k and info["n_steps"] == n
         # exactly the expert steps before k, in order, and not step k
         assert _section(obs) == [s.strip() for s in p.steps[: k - 1]]
@@ -87,15 +88,15 @@ def test_rewards_exact_copy_format_failures_and_non_strings_raise(problems):
     env = SRLMathEnv(problems)
     p = problems[1]
     env.reset(options={"problem_id": p.id})
-    _, r, *_ = env.step(f"<think>copy</think>\n{p.steps[0]}\n")
+    _, r, *_ = env.step(f"<think>copy</think>\n{p.steps[1]}\n")
     assert r == 1.0
     for bad in ["", "   ", "no tags at all", "<think>unclosed", "<think>a</think>", "pre <think>a</think>b"]:
-        env.reset(options={"problem_id": p.id, "step": 1})
+        env.reset(options={"problem_id": p.id, "step": 2})
         _, r, terminated, _, info = env.step(bad)
         assert r == -1.0 and info["format_ok"] is False and info["format_error"] and info["similarity"] is None
-        assert terminated is (len(p.steps) == 1) and "invalid_action" not in info
+        assert terminated is (len(p.steps) == 2) and "invalid_action" not in info
     for bad in [42, None, ["x"]]:  # not text: the caller's bug (docs/architecture.md, "Invalid actions")
-        env.reset(options={"problem_id": p.id, "step": 1})
+        env.reset(options={"problem_id": p.id, "step": 2})
         with pytest.raises(InvalidActionError, match="str"):
             env.step(bad)
 
@@ -109,23 +110,48 @@ def test_reset_options(problems):
     assert terminated
     with pytest.raises(UnknownNameError, match="nope"):
         env.reset(options={"problem_id": "nope"})
-    for step in (0, len(p.steps) + 1, "2", 1.5, True):
+    for step in (0, 1, len(p.steps) + 1, "2", 1.5, True):
         with pytest.raises(ConfigError, match="step must be an int"):
             env.reset(options={"problem_id": p.id, "step": step})
     with pytest.raises(ConfigError, match="needs 'problem_id'"):
         env.reset(options={"step": 2})
     with pytest.raises(ConfigError, match="unknown reset options"):
         env.reset(options={"problem": p.id})
-    with pytest.raises(UnknownNameError):  # problems without steps are left out
-        env.reset(options={"problem_id": "no-steps"})
+    for pid in ("no-steps", "one-step"):  # problems with fewer than two steps are left out
+        with pytest.raises(UnknownNameError):
+            env.reset(options={"problem_id": pid})
 
 
-def test_single_step_problem_is_a_one_step_episode(problems):
-    env = SRLMathEnv(problems)
-    obs, info = env.reset(options={"problem_id": "one-step"})
-    assert _section(obs) == [] and info["n_steps"] == 1
-    _, r, terminated, _, info = env.step("<think>easy</think>1+1=2.")
-    assert r == 1.0 and terminated
+def test_n_step_solutions_give_n_minus_1_prompts_each_with_expert_context(problems):
+    """As in the SRL paper: steps k = 2..N, never a k = 1 prompt with no expert step shown."""
+    prompts = srl_prompts(problems)
+    per_problem = Counter(sp.problem_id for sp in prompts)
+    assert per_problem == Counter({p.id: len(p.steps) - 1 for p in problems if len(p.steps) >= 2})
+    assert all(sp.k >= 2 and sp.expert_step == next(p for p in problems if p.id == sp.problem_id).steps[sp.k - 1]
+               for sp in prompts)
+    assert all("(no steps yet)" not in sp.messages[1]["content"] for sp in prompts)
+    two = Problem("two", "What is 1+1?", "", ("We add.", "1+1=2."), "2", "test")
+    env = SRLMathEnv([two])
+    obs, info = env.reset(seed=0)
+    assert (info["step"], info["n_steps"]) == (2, 2) and _section(obs) == ["We add."]
+    _, r, terminated, _, _ = env.step("<think>easy</think>1+1=2.")
+    assert r == 1.0 and terminated  # a two-step solution is a one-action episode
+
+
+def test_prefilled_think_templates_score_completions_that_start_inside_the_monologue(problems):
+    p = problems[1]
+    expert = p.steps[1].strip()
+    completion = f"the monologue</think>{expert}"  # the template's prompt already ended with "<think>"
+    strict, prefilled = SRLMathEnv(problems), SRLMathEnv(problems, prefilled_think=True)
+    for env, want in ((strict, -1.0), (prefilled, 1.0)):
+        env.reset(options={"problem_id": p.id, "step": 2})
+        assert env.step(completion)[1] == want
+    prefilled.reset(options={"problem_id": p.id, "step": 2})
+    _, r, *_, info = prefilled.step(f"<think>again</think>{expert}")  # a second opening tag
+    assert r == -1.0 and "pre-filled" in info["format_error"]
+    step_env = SRLMathStepEnv(problems, prefilled_think=True)
+    step_env.reset(options={"problem_id": p.id, "step": 2})
+    assert step_env.step(completion)[1] == 1.0
 
 
 def test_unicode_problem_and_actions(problems):
@@ -139,7 +165,7 @@ def test_unicode_problem_and_actions(problems):
 def test_step_before_reset_and_bad_construction(problems):
     with pytest.raises(EnvStateError, match="reset"):
         SRLMathEnv(problems).step("<think>a</think>b")
-    with pytest.raises(ConfigError, match="no problem has expert steps"):
+    with pytest.raises(ConfigError, match="no problem has two or more expert steps"):
         SRLMathEnv([problems[-1]])
     with pytest.raises(ConfigError, match="sequence of Problem"):
         SRLMathEnv(["not a problem"])  # type: ignore[list-item]
@@ -153,7 +179,7 @@ def test_step_before_reset_and_bad_construction(problems):
 
 def test_step_env_samples_every_problem_step_pair_uniformly(problems):
     env = SRLMathStepEnv(problems)
-    pairs = [(p.id, k) for p in problems if p.steps for k in range(1, len(p.steps) + 1)]
+    pairs = [(p.id, k) for p in problems for k in range(2, len(p.steps) + 1)]
     counts: Counter = Counter()
     env.reset(seed=123)
     draws = 60 * len(pairs)
@@ -174,7 +200,7 @@ def test_step_env_samples_every_problem_step_pair_uniformly(problems):
 
 def test_srl_prompts_and_trl_rows(problems):
     prompts = srl_prompts(problems)
-    assert len(prompts) == sum(len(p.steps) for p in problems)
+    assert len(prompts) == sum(max(0, len(p.steps) - 1) for p in problems)
     env = SRLMathEnv(problems)
     for sp in prompts[:12]:
         obs, info = env.reset(options={"problem_id": sp.problem_id, "step": sp.k})
@@ -208,6 +234,6 @@ def test_vector_envs(problems, env_id, mode):
 
 def test_named_dataset_champ():
     env = gym.make("SRL-CHAMP-v0").unwrapped
-    assert len(env.problems) > 200 and all(p.steps for p in env.problems)
+    assert len(env.problems) > 200 and all(len(p.steps) >= 2 for p in env.problems)
     obs, info = env.reset(seed=0)
-    assert info["n_steps"] >= 1 and "Problem:" in obs
+    assert info["n_steps"] >= 2 and info["step"] == 2 and "Problem:" in obs

@@ -50,9 +50,9 @@ def test_srl_methods_use_dynamic_sampling_at_001_and_their_own_prompts_and_rewar
         assert g.dynamic_sampling and g.min_group_std == 0.01 and g.lr == 1e-4
     assert get_method("srl-then-rlvr").then == "grpo"
     src = build_source(get_method("srl"), render, hard=PROBLEMS, seed=0)
-    items = src.next_items(sum(len(p.steps) for p in PROBLEMS))
+    items = src.next_items(sum(len(p.steps) - 1 for p in PROBLEMS))
     assert sorted((it.problem_id, it.options["step"]) for it in items) == sorted(
-        (p.id, k) for p in PROBLEMS for k in range(1, len(p.steps) + 1)
+        (p.id, k) for p in PROBLEMS for k in range(2, len(p.steps) + 1)  # N - 1 prompts, as in SRL
     )
     seq = build_source(get_method("srl-sequence"), render, hard=PROBLEMS, seed=0).next_items(len(PROBLEMS))
     assert sorted(it.problem_id for it in seq) == sorted(p.id for p in PROBLEMS)
@@ -60,8 +60,8 @@ def test_srl_methods_use_dynamic_sampling_at_001_and_their_own_prompts_and_rewar
     assert method_reward(get_method("srl-sequence")) is sequence_similarity_reward_fn
     with pytest.raises(ConfigError, match="verifiable reward"):
         method_reward(get_method("grpo"))
-    with pytest.raises(ConfigError, match="no problem has expert steps"):
-        srl_items([Problem("x", "q", "", (), "", "t")])
+    with pytest.raises(ConfigError, match="no problem has 2 or more expert steps"):
+        srl_items([Problem("x", "q", "", ("only step",), "", "t")])
 
 
 def test_method_reward_scores_srl_items_by_similarity_and_others_by_the_verifiable_reward():
@@ -71,7 +71,7 @@ def test_method_reward_scores_srl_items_by_similarity_and_others_by_the_verifiab
     reward = method_reward(get_method("srl"), verifiable)
     srl = srl_items(PROBLEMS[:1])[0]
     task = make_items(PROBLEMS[:1], render)[0]
-    expert = srl.problem.steps[0]
+    expert = srl.problem.steps[srl.options["step"] - 1]
     got = reward([f"<think>t</think>{expert}", PROBLEMS[0].answer, "bad", "x"], [srl, task, srl, task])
     assert got == [1.0, 0.5, -1.0, 0.25]
 
@@ -96,8 +96,9 @@ def test_items_match_the_env_and_rewards_score_the_right_reference():
 
 
 class FirstStepsAllSame:
-    """A scripted policy: identical completions for first-step prompts (zero reward variance,
-    so dynamic sampling must drop them), varied ones for later steps."""
+    """A scripted policy: identical completions for the first prompt of each problem (step 2,
+    one expert step shown: zero reward variance, so dynamic sampling must drop them), varied
+    ones for later steps."""
 
     name = "scripted"
 
@@ -109,7 +110,8 @@ class FirstStepsAllSame:
         out = []
         for p in prompts:
             text = p[-1]["content"] if isinstance(p, list) else p
-            if "(no steps yet)" in text:
+            shown = text.split("Solution so far:\n", 1)[1].split("\n\n", 1)[0].split("\n")
+            if len(shown) == 1:
                 out.append([Generation("<think>same</think>1+1") for _ in range(n)])
             else:
                 out.append([Generation(f"<think>v</think>{'9' * j}-{j}") for j in range(n)])
@@ -118,15 +120,15 @@ class FirstStepsAllSame:
 
 def test_dynamic_sampling_drops_zero_variance_srl_groups_and_refills():
     items = srl_items(PROBLEMS)
-    first = sum(it.options["step"] == 1 for it in items)
+    first = sum(it.options["step"] == 2 for it in items)
     policy = FirstStepsAllSame()
     sampler = DynamicSampler(policy, ShuffledItems(items, seed=3), step_similarity_reward, group_size=4, min_std=0.01)
     groups, report = sampler.sample(len(items) - first)
     assert len(groups) == len(items) - first
-    assert all(g.item.options["step"] > 1 and g.reward_std > 0.01 for g in groups)
+    assert all(g.item.options["step"] > 2 and g.reward_std > 0.01 for g in groups)
     assert report.dropped >= 1 and report.rounds >= 2 and policy.calls == report.rounds
     dropped = [g for g in report.all_groups if g.reward_std <= 0.01]
-    assert len(dropped) == report.dropped and all(g.item.options["step"] == 1 for g in dropped)
+    assert len(dropped) == report.dropped and all(g.item.options["step"] == 2 for g in dropped)
     # without the filter nothing is dropped and one round suffices
     plain = DynamicSampler(FirstStepsAllSame(), ShuffledItems(items, seed=3), step_similarity_reward, group_size=4)
     groups, report = plain.sample(len(items))
@@ -196,6 +198,52 @@ def test_srl_then_rlvr_curriculum(warm_learner, tmp_path):
     assert len(read_jsonl(tmp_path / "2-rlvr" / "train_log.jsonl")) == 1 and again[1].steps == 1
 
 
+def test_prefilled_think_items_rewards_and_sft_targets():
+    from pope_env.agents.srl import method_reward as srl_method_reward, template_prefills_think
+
+    items = srl_items(PROBLEMS[:1], prefilled_think=True)
+    it = items[0]
+    expert = it.problem.steps[it.options["step"] - 1].strip()
+    inside = f"monologue</think>{expert}"  # what a model writes after a template's "<think>\n"
+    assert step_similarity_reward([inside], [it]) == [1.0]
+    assert step_similarity_reward([inside], srl_items(PROBLEMS[:1])[:1]) == [-1.0]  # strict items
+    assert srl_method_reward("step-similarity", prefilled_think=True)([inside], srl_items(PROBLEMS[:1])[:1]) == [1.0]
+    target = srl_sft_items(PROBLEMS[:1], prefilled_think=True)[0].problem.solution
+    assert target == f"</think>{expert}" and not target.startswith("<think>")
+    assert step_similarity_reward([target], [it]) == [1.0]
+
+    class Rendered:  # a policy whose chat template opens the monologue (QwQ / DeepSeek-R1 style)
+        def __init__(self, tail):
+            self.tail = tail
+
+        def render(self, prompt):
+            return "".join(f"<|{m['role']}|>{m['content']}" for m in prompt) + "<|assistant|>" + self.tail
+
+    assert template_prefills_think(Rendered("<think>\n")) is True
+    assert template_prefills_think(Rendered("")) is False
+    assert template_prefills_think(TinyLearner(0)) is False
+
+
+@pytest.mark.slow
+def test_srl_then_rlvr_uses_dynamic_sampling_in_the_rlvr_phase_by_default(warm_learner, tmp_path):
+    import zlib
+
+    odd = {p.id for p in PROBLEMS[1::2]}
+
+    def half_informative(completions, items):
+        # problems in `odd` always score 0 (zero variance: dynamic sampling drops them)
+        return [0.0 if it.problem_id in odd else float(zlib.crc32(c.encode()) % 2) for c, it in zip(completions, items)]
+
+    rlvr = build_source(get_method("grpo"), render, hard=PROBLEMS, seed=0)
+    config = _config(method="srl-then-rlvr", steps=2)
+    assert not config.grpo.dynamic_sampling  # the user's config did not ask for it
+    train_srl_then_rlvr(warm_learner, srl_problems=PROBLEMS, rlvr_source=rlvr, rlvr_reward=half_informative,
+                        config=config, srl_steps=1, output_dir=tmp_path)
+    rlvr_log = read_jsonl(tmp_path / "2-rlvr" / "train_log.jsonl")
+    assert sum(r["groups_dropped"] for r in rlvr_log) >= 1
+    assert all(r["groups_sampled"] - r["groups_dropped"] >= 4 for r in rlvr_log)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_cli_trains_srl_then_rlvr_with_a_format_warm_start(tmp_path):
@@ -203,7 +251,8 @@ def test_cli_trains_srl_then_rlvr_with_a_format_warm_start(tmp_path):
             "--limit", "4", "--k", "2", "--steps", "1", "--srl-steps", "1", "--srl-sft-steps", "40",
             "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "16", "--prompt-format", "text",
             "--eval-every", "0", "--eval-k", "2", "--eval-problems", "2", "--lr", "1e-2", "--no-progress",
-            "--no-tensorboard", "--out", str(tmp_path)]
+            "--no-tensorboard", "--out", str(tmp_path),
+            "--no-rlvr-dynamic-sampling"]  # the tiny model never solves a hard problem: no group informative
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run([sys.executable, "-m", "pope_env", "train", *args], capture_output=True, text=True,
                          timeout=580, env=env)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from pope_env.cli._sampling_args import add_sampling_arguments, make_policy, make_sampling
+from pope_env.reach import DEFAULT_CONFIDENCE, DEFAULT_CRITERION, DEFAULT_THRESHOLD
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,11 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--split", help="with --own-states: only the hard problems of this split file")
     sub.add_argument("--states-per-problem", type=int, default=2,
                      help="with --own-states: own partial solutions kept per problem (default: 2)")
-    sub.add_argument("--threshold", type=float, default=0.0,
-                     help="a state is in S_good iff its statistic exceeds this (default: 0)")
-    sub.add_argument("--criterion", choices=("lower", "point"), default="lower",
+    sub.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                     help="a state is in S_good iff its statistic exceeds this (default: "
+                          f"{DEFAULT_THRESHOLD}: reward reliably attainable; 0: at least one success)")
+    sub.add_argument("--criterion", choices=("lower", "point"), default=DEFAULT_CRITERION,
                      help="compare the Wilson lower bound (default) or the point estimate")
-    sub.add_argument("--confidence", type=float, default=0.95, help="interval level (default: 0.95)")
+    sub.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
+                     help=f"interval level (default: {DEFAULT_CONFIDENCE})")
     sub.add_argument("--save", help="with --rollouts: also write the aggregated reach set here")
     sub.add_argument("--transfer", action="store_true",
                      help="with --rollouts: also print guided vs unguided success per problem "

@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--min-group-std", type=float, default=None,
                      help="dynamic sampling threshold: groups with reward std <= this are dropped "
                           "(default: 0.01 for the SRL methods, 0 otherwise)")
+    sub.add_argument("--no-rlvr-dynamic-sampling", action="store_true",
+                     help="srl-then-rlvr: train the RLVR phase without dynamic sampling (default: with it)")
     sub.add_argument("--eval-every", type=int, default=10, help="evaluate every N steps (default: 10)")
     sub.add_argument("--eval-k", type=int, default=8, help="samples per evaluation problem (default: 8)")
     sub.add_argument("--eval-problems", type=int, default=64, help="hard problems evaluated (default: 64)")
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         sft_items,
     )
     from pope_env.agents.rollout import ShuffledItems
-    from pope_env.agents.srl import srl_sft_items, train_srl_then_rlvr
+    from pope_env.agents.srl import method_reward as srl_method_reward
+    from pope_env.agents.srl import srl_sft_items, template_prefills_think, train_srl_then_rlvr
     from pope_env.agents.rollout import math_reward
     from pope_env.agents.train import TrainConfig, Trainer, plot_passk
     from pope_env.cli._sampling_args import make_sampling
@@ -190,15 +193,20 @@ def run(args: argparse.Namespace) -> int:
                 output_dir=out / method.name, eval_items=eval_items, rollout_policy=engine, eval_hooks=hooks,
                 srl_min_group_std=grpo.min_group_std if args.min_group_std is None else args.min_group_std,
                 srl_sft_steps=args.srl_sft_steps, seed=args.seed,
+                rlvr_dynamic_sampling=not args.no_rlvr_dynamic_sampling,  # prefilled <think>: detected
             )
         else:
             source = build_source(method, render, hard=train_hard, easy=easy, guidance=segments, seed=args.seed)
-            if srl:
-                sft_source = ShuffledItems(srl_sft_items(train_hard), seed=args.seed, name="srl-sft") if sft else None
+            train_reward = method_reward(method, reward)
+            if srl:  # a chat template that pre-fills <think>: completions start inside the monologue
+                prefilled = template_prefills_think(engine or learner)
+                train_reward = srl_method_reward(method.reward, reward, prefilled_think=prefilled)
+                sft_source = ShuffledItems(srl_sft_items(train_hard, prefilled_think=prefilled), seed=args.seed,
+                                           name="srl-sft") if sft else None
             else:
                 sft_source = sft_items(train_hard, render, seed=args.seed) if sft else None
             # SRL methods train on similarity; the evaluation prompts are still scored by math-verify
-            trainer = Trainer(learner, source, method_reward(method, reward), config, out / method.name,
+            trainer = Trainer(learner, source, train_reward, config, out / method.name,
                               eval_items=eval_items, eval_reward_fn=reward, sft_source=sft_source,
                               rollout_policy=engine, eval_hooks=hooks)
             result = trainer.train()

@@ -28,6 +28,19 @@ A completion that breaks a rule earns ``-1`` (:data:`FORMAT_FAILURE_REWARD`); ot
 step is scored against the expert step (also whitespace-stripped) with
 :func:`step_similarity`, a value in ``[0, 1]``.
 
+**Chat templates that pre-fill ``<think>``.** Some templates end the generation prompt with
+an opened monologue (DeepSeek-R1's and QwQ's ``...assistant\n<think>\n``; Qwen3-style
+templates can do the same): the model's completion then starts *inside* the monologue,
+``monologue</think>step``, and the rule above would score every completion ``-1``. Pass
+``prefilled_think=True`` (to :func:`parse_srl_output`, :func:`srl_reward`,
+:func:`srl_reward_batch`, :func:`sequence_similarity_reward`, the SRL envs and
+:mod:`pope_env.agents.srl`): the completion is then read as ``"<think>" + completion`` under
+the same rules, so it must close the monologue once, must not open another one, and must
+end with a non-empty step. :func:`prefills_think` tells from a rendered prompt whether its
+template does this (the prompt ends inside an unclosed ``<think>``). A template that
+pre-fills a *closed* empty monologue (Qwen3 with ``enable_thinking=False``) leaves the model
+no monologue to write: render SRL prompts with thinking enabled.
+
 Cost: exact, with no length cap (oversize steps are scored, not rejected). Building the
 index is ``O(|a| + |b|)``; each of the at most ``min(|a|, |b|) + 1`` recursion levels
 visits each equal pair ``(i, j)`` at most once, and autojunk caps the pairs of one element
@@ -57,6 +70,7 @@ __all__ = [
     "SRLOutput",
     "SRLFormatError",
     "parse_srl_output",
+    "prefills_think",
     "step_similarity",
     "similarity_backend",
     "srl_reward",
@@ -163,7 +177,20 @@ class SRLFormatError(PopeEnvError, ValueError):
         self.reason = reason
 
 
-def parse_srl_output(text: Any) -> SRLOutput:
+def prefills_think(rendered_prompt: str) -> bool:
+    """Whether a rendered prompt (the text the model continues, chat template applied) ends
+    inside an opened ``<think>`` monologue: its last ``<think>`` is not closed after it.
+
+    ``True`` for a generation prompt ending ``"<|im_start|>assistant\n<think>\n"``; ``False``
+    for one ending ``"assistant\n"`` or with a closed ``"<think>\n\n</think>\n\n"``.
+    """
+    if not isinstance(rendered_prompt, str):
+        return False
+    opened = rendered_prompt.rfind(THINK_OPEN)
+    return opened >= 0 and rendered_prompt.find(THINK_CLOSE, opened) < 0
+
+
+def parse_srl_output(text: Any, *, prefilled_think: bool = False) -> SRLOutput:
     """Split an SRL completion into its monologue and its step, or raise.
 
     The rule (see the module docstring): optional whitespace, ``<think>``, the monologue,
@@ -171,11 +198,22 @@ def parse_srl_output(text: Any) -> SRLOutput:
     ``<think>``. The step is returned with surrounding whitespace stripped; the monologue
     as written.
 
+    Args:
+        text: The completion.
+        prefilled_think: The prompt already ended with ``<think>`` (the chat template
+            pre-fills it), so ``text`` starts inside the monologue: it is parsed as
+            ``"<think>" + text``, i.e. it must hold one ``</think>``, no ``<think>``, and a
+            non-empty step after it.
+
     Raises:
         SRLFormatError: with ``reason`` naming the broken rule.
     """
     if not isinstance(text, str):
         raise SRLFormatError(f"the completion is a {type(text).__name__}, not a str")
+    if prefilled_think:
+        if THINK_OPEN in text:
+            raise SRLFormatError(f"{THINK_OPEN} was pre-filled by the prompt; the completion opens another one")
+        text = THINK_OPEN + text
     n_open = text.count(THINK_OPEN)
     n_close = text.count(THINK_CLOSE)
     if n_open == 0:
@@ -211,7 +249,8 @@ def _check_expert(expert_step: Any) -> str:
     return expert_step
 
 
-def srl_reward(completion: Any, expert_step: str, *, tokenize: Tokenize | None = None) -> float:
+def srl_reward(completion: Any, expert_step: str, *, tokenize: Tokenize | None = None,
+               prefilled_think: bool = False) -> float:
     """SRL's reward of one completion: similarity of its step to the expert step, or ``-1``.
 
     Args:
@@ -220,6 +259,7 @@ def srl_reward(completion: Any, expert_step: str, *, tokenize: Tokenize | None =
         expert_step: The expert's step ``k`` (compared whitespace-stripped).
         tokenize: Optional ``str -> list[int]`` (e.g. ``tokenizer.encode``) for the
             token-level variant; default: characters.
+        prefilled_think: The prompt ended with ``<think>`` (see :func:`parse_srl_output`).
 
     Returns:
         ``-1.0`` on a format failure, else ``step_similarity(step, expert_step)`` in ``[0, 1]``.
@@ -230,7 +270,7 @@ def srl_reward(completion: Any, expert_step: str, *, tokenize: Tokenize | None =
     """
     expert_step = _check_expert(expert_step)
     try:
-        parsed = parse_srl_output(completion)
+        parsed = parse_srl_output(completion, prefilled_think=prefilled_think)
     except SRLFormatError:
         return FORMAT_FAILURE_REWARD
     return _score(parsed.step, expert_step, tokenize)
@@ -243,6 +283,7 @@ def srl_reward_batch(
     tokenize: Tokenize | None = None,
     workers: int = 1,
     progress: bool = False,
+    prefilled_think: bool | Sequence[bool] = False,
 ) -> list[float]:
     """:func:`srl_reward` over aligned lists.
 
@@ -250,6 +291,7 @@ def srl_reward_batch(
         completions: Model outputs.
         expert_steps: The expert step of each completion (same length).
         tokenize: As in :func:`srl_reward`.
+        prefilled_think: As in :func:`srl_reward`: one flag for all, or one per completion.
         workers: Threads to score with; the compiled matcher releases the GIL, so more
             than one helps on big batches of long steps.
         progress: Show a tqdm progress bar.
@@ -264,10 +306,14 @@ def srl_reward_batch(
         )
     if workers < 1:
         raise ConfigError(f"srl_reward_batch: workers must be >= 1, got {workers}")
-    pairs = list(zip(completions, expert_steps))
+    flags = [bool(prefilled_think)] * len(completions) if isinstance(prefilled_think, bool) else \
+        [bool(f) for f in prefilled_think]
+    if len(flags) != len(completions):
+        raise ConfigError(f"srl_reward_batch: {len(flags)} prefilled_think flags for {len(completions)} completions")
+    pairs = list(zip(completions, expert_steps, flags))
 
-    def one(pair: tuple[Any, str]) -> float:
-        return srl_reward(pair[0], pair[1], tokenize=tokenize)
+    def one(pair: tuple[Any, str, bool]) -> float:
+        return srl_reward(pair[0], pair[1], tokenize=tokenize, prefilled_think=pair[2])
 
     if workers == 1 or len(pairs) < 2:
         it = map(one, pairs)
@@ -302,6 +348,11 @@ def srl_reward_func(prompts: Sequence[Any], completions: Sequence[Any], **kwargs
     may be text or conversational (a list of messages; the assistant contents are joined).
     ``SRLPrompt.to_dict()`` rows from :func:`pope_env.envs.srl.srl_prompts` carry that column.
 
+    A pre-filled ``<think>`` (see the module docstring) is taken from a dataset column
+    ``prefilled_think`` (bools) when there is one, else detected per prompt for text prompts
+    that end inside an opened ``<think>`` (:func:`prefills_think`); conversational prompts
+    without the column are read with the strict rule.
+
     Raises:
         ConfigError: no ``expert_step`` column, or its length differs from ``completions``.
     """
@@ -313,13 +364,19 @@ def srl_reward_func(prompts: Sequence[Any], completions: Sequence[Any], **kwargs
     experts = kwargs["expert_step"]
     if isinstance(experts, str):
         experts = [experts] * len(completions)
-    return srl_reward_batch([_completion_text(c) for c in completions], list(experts))
+    flags = kwargs.get("prefilled_think")
+    if flags is None:
+        flags = [prefills_think(p) for p in prompts] if len(prompts) == len(completions) else False
+    elif isinstance(flags, bool):
+        flags = [flags] * len(completions)
+    return srl_reward_batch([_completion_text(c) for c in completions], list(experts), prefilled_think=flags)
 
 
-def sequence_similarity_reward(completion: Any, expert_solution: str) -> float:
+def sequence_similarity_reward(completion: Any, expert_solution: str, *, prefilled_think: bool = False) -> float:
     """The whole-sequence baseline of SRL's ablation: one similarity for a whole solution.
 
-    The completion is scored like a step (same format rule, ``-1`` on failure), but the
-    reference is the whole expert solution (all steps) instead of the next step.
+    The completion is scored like a step (same format rule, ``-1`` on failure, the same
+    ``prefilled_think``), but the reference is the whole expert solution (all steps)
+    instead of the next step.
     """
-    return srl_reward(completion, expert_solution)
+    return srl_reward(completion, expert_solution, prefilled_think=prefilled_think)
