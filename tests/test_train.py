@@ -223,7 +223,7 @@ def test_hf_policy_learner_runs_sft_then_grpo_with_its_own_prompt_encoding(tmp_p
 
 
 def test_methods_are_named_and_build_their_mixtures():
-    assert set(METHODS) == {"grpo", "pope", "entropy", "clip-higher", "passk", "mix-easy", "sft-oracle",
+    assert set(METHODS) == {"grpo", "pope", "entropy", "clip-higher", "passk", "passk-chen", "mix-easy", "sft-oracle",
                             "srl", "srl-sequence", "srl-then-rlvr"}
     with pytest.raises(UnknownNameError, match="Known methods: clip-higher"):
         get_method("ppo")
