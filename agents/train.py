@@ -824,9 +824,11 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 def tokenize_pairs(learner: Any, items: Sequence[PromptItem]) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of (prompt, oracle solution) pairs for SFT.
 
-    Uses ``learner.tokenize(prompts, completions)`` when the learner has it, else an HF
-    ``learner.tokenizer`` for the solution (EOS appended) and the learner's own prompt
-    encoding (``learner.encode(prompts)``, as it samples) or the chat template.
+    Uses ``learner.tokenize(prompts, completions)`` when the learner has it; else a learner
+    with ``encode_prompt(prompt) -> ids`` (as it samples) and a plain ``tokenizer.encode(text)``
+    with an ``eos_id`` or ``eos_token_id`` (e.g. :class:`~pope_env.agents.charlm.CharLMPolicy`);
+    else an HF ``learner.tokenizer`` for the solution (EOS appended) and the learner's own
+    prompt encoding (``learner.encode(prompts)``, as it samples) or the chat template.
     """
     for it in items:
         if it.problem is None or not it.problem.solution:
@@ -838,6 +840,12 @@ def tokenize_pairs(learner: Any, items: Sequence[PromptItem]) -> tuple[list[list
         p, c = tokenize(prompts, targets)
         return [list(x) for x in p], [list(x) for x in c]
     tok = getattr(learner, "tokenizer", None)
+    encode_prompt = getattr(learner, "encode_prompt", None)
+    eos = getattr(tok, "eos_token_id", getattr(tok, "eos_id", None))
+    if callable(encode_prompt) and tok is not None and not callable(tok) and callable(getattr(tok, "encode", None)) \
+            and eos is not None:
+        return ([list(encode_prompt(p)) for p in prompts],
+                [list(tok.encode(t)) + [int(eos)] for t in targets])
     if tok is None:
         raise ConfigError(
             f"{type(learner).__name__} has neither tokenize() nor a tokenizer; the sft-oracle "

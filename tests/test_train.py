@@ -421,3 +421,19 @@ def test_cli_sft_lr_reaches_the_sft_phase(tmp_path):
     assert report["sft"]["lr"] == 3e-3 and report["config"]["sft_lr"] == 3e-3 and report["sft"]["steps"] == 2
     usage = subprocess.run([sys.executable, "-m", "pope_env", "train", "--help"], capture_output=True, text=True)
     assert f"TrainConfig.sft_lr, {TrainConfig().sft_lr}" in " ".join(usage.stdout.split())  # the default it names
+
+
+def test_sft_oracle_works_for_the_char_model_too(tmp_path):
+    """The SFT path is model-agnostic: a learner with encode_prompt and a plain tokenizer
+    (the demo's char model) gets its oracle solutions tokenized as it samples."""
+    from pope_env.agents.charlm import CharLMConfig, CharLMPolicy, CharTransformer
+    from pope_env.agents.pretrain import render_guided_prompt
+
+    torch.manual_seed(0)
+    learner = CharLMPolicy(CharTransformer(CharLMConfig(d_model=32, n_layers=2, n_heads=2, max_len=96)))
+    char_render = lambda p, k, start=0: render_guided_prompt(p, k)  # noqa: E731
+    cfg = config(method="sft-oracle", steps=1, sft_steps=4, sft_lr=1e-3, eval_every=0,
+                 sampling=SamplingParams(max_new_tokens=8))
+    res = Trainer(learner, build_source(get_method("grpo"), char_render, hard=HARD), first_digit_reward, cfg,
+                  tmp_path, sft_source=sft_items(HARD, char_render)).train()
+    assert res.sft["steps"] == 4 and res.sft["sft_loss_last"] < res.sft["sft_loss_first"] - 0.1
