@@ -1,7 +1,9 @@
 """The training loop: rollouts -> GRPO update -> logs, evaluation and checkpoints, resumable.
 
-:class:`Trainer` runs ``config.sft_steps`` SFT steps on oracle solutions (the
-``sft-oracle`` method; 0 otherwise) and then ``config.steps`` GRPO steps. Each GRPO step:
+:class:`Trainer` runs ``config.sft_steps`` SFT steps on oracle solutions at their own
+learning rate ``config.sft_lr`` (the ``sft-oracle`` method; 0 otherwise) and then
+``config.steps`` GRPO steps, whose learner log-probs are computed at the sampling temperature.
+Each GRPO step:
 
 1. samples ``prompts_per_step`` prompts (split evenly over processes) and ``group_size``
    completions for each from the learner policy, or from a separate ``rollout_policy``
@@ -609,7 +611,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.grpo.lr
         record = {"step": step, "phase": "sft", "method": cfg.method, "sft_loss": loss_sum, "loss": loss_sum,
-                  "sft_entropy": entropy_sum, "sft_lr": cfg.sft_lr, "grad_norm": norm, "trained_tokens": int(total), "skipped": skipped,
+                  "sft_entropy": entropy_sum, "sft_lr": cfg.sft_lr, "grad_norm": norm, "trained_tokens": int(total),
+                  "skipped": skipped,
                   "update_s": time.perf_counter() - t0}
         if skipped:
             record["skip_reason"] = "non-finite loss or gradient norm"
