@@ -372,14 +372,19 @@ class CharLMPolicy:
         completion_ids: Sequence[Sequence[int]],
         *,
         with_entropy: bool = False,
+        temperature: float = 1.0,
     ) -> TokenLogprobs:
         """Per-token log-probs of each completion given its prompt, differentiable.
 
         Returns :class:`~pope_env.agents.grpo.TokenLogprobs`: ``logprobs`` and ``entropy``
         (nats; only ``with_entropy``) are [B, T_completion_max] right-padded with zeros,
-        ``mask`` is 1.0 on real completion tokens. Temperature 1, no top-p: exactly what
-        :meth:`generate` reports in ``Generation.logprobs``.
+        ``mask`` is 1.0 on real completion tokens. The logits are divided by
+        ``temperature`` (> 0) before the log-softmax, no top-p: at temperature 1 exactly what
+        :meth:`generate` reports in ``Generation.logprobs``; at the sampling temperature the
+        distribution the tokens were drawn from (what the GRPO trainer asks for).
         """
+        if not temperature > 0:
+            raise ConfigError(f"token_logprobs needs a temperature > 0, got {temperature}")
         if len(prompt_ids) != len(completion_ids):
             raise ConfigError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
         seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]
@@ -388,7 +393,7 @@ class CharLMPolicy:
         positions = torch.arange(t).expand_as(ids)
         causal = torch.ones(t, t, dtype=torch.bool).tril()
         logits = self.model(ids[:, :-1], positions[:, :-1], causal[: t - 1, : t - 1], None)
-        logp_all = logits.float().log_softmax(-1)
+        logp_all = (logits.float() / temperature).log_softmax(-1)
         targets = ids[:, 1:]
         logp_tok = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [B, T-1]
         width = max(1, max(len(c) for c in completion_ids))

@@ -5,9 +5,13 @@ Notation (DeepSeekMath's GRPO, DAPO's clip-higher and token-level loss, POPE's s
 * a *group* is ``G`` completions ``o_1..o_G`` sampled from the rollout policy ``pi_old`` for
   one prompt ``q``, with scalar rewards ``r_1..r_G``;
 * the advantage of every token of ``o_i`` is the group-relative reward
-  ``A_i = r_i - mean(r)`` (optionally divided by ``std(r)``), or the pass@k advantage;
+  ``A_i = r_i - mean(r)`` (optionally divided by ``std(r)``), computed on the raw rewards or
+  on pass@k-transformed rewards (``advantage="passk"``), or Chen et al.'s pass@k advantage;
 * the per-token importance ratio is ``rho_{i,t} = pi_theta(o_{i,t}|q,o_{i,<t}) /
   pi_old(o_{i,t}|q,o_{i,<t})`` against the log-probs recorded at rollout time;
+* every ``pi`` is the *sampling* distribution: with sampling temperature ``tau`` the
+  learner's log-probs are ``log_softmax(logits / tau)`` (as TRL's ``GRPOTrainer`` computes
+  them), for the ratio, the KL term and the entropy alike;
 * the loss is ``-min(rho A, clip(rho, 1-eps_low, 1+eps_high) A)`` per token, aggregated over
   all tokens of the batch (token-level: every token weighs the same), plus optional
   ``beta * KL_k3(pi_theta || pi_ref)`` and ``- c_H * H(pi_theta)`` terms.
@@ -48,12 +52,13 @@ class TokenLogprobs(NamedTuple):
     """Per-token log-probs of completions, right-padded to the longest completion.
 
     Attributes:
-        logprobs: ``[B, T]`` float tensor, ``log pi_theta(token)`` at temperature 1 (with
-            gradients when computed with grad enabled); 0 at padded positions.
+        logprobs: ``[B, T]`` float tensor, ``log pi_theta(token)`` at the requested
+            temperature (``log_softmax(logits / temperature)``; with gradients when computed
+            with grad enabled); 0 at padded positions.
         mask: ``[B, T]`` tensor, 1 (or True) for real completion tokens, 0 for padding;
             float or bool.
-        entropy: ``[B, T]`` per-token entropy of ``pi_theta`` (nats) when asked for, else
-            ``None``.
+        entropy: ``[B, T]`` per-token entropy of ``pi_theta`` at the same temperature (nats)
+            when asked for, else ``None``.
     """
 
     logprobs: torch.Tensor
@@ -70,9 +75,12 @@ class LearnerPolicy(Policy, Protocol):
     * ``model``: the ``torch.nn.Module`` whose parameters are trained. The trainer may
       temporarily replace this attribute by the ``accelerate``-wrapped module (DDP, FSDP)
       while computing the loss, so ``token_logprobs`` must call ``self.model`` at call time.
-    * ``token_logprobs(prompt_ids, completion_ids, *, with_entropy=False)``: the per-token
-      log-probs of each completion given its prompt, as :class:`TokenLogprobs`, on the
-      model's device, differentiable.
+    * ``token_logprobs(prompt_ids, completion_ids, *, with_entropy=False, temperature=1.0)``:
+      the per-token log-probs of each completion given its prompt, as :class:`TokenLogprobs`,
+      on the model's device, differentiable, with the logits divided by ``temperature``
+      before the log-softmax. The trainer passes its sampling temperature; a learner
+      without the ``temperature`` keyword can only train at temperature 1
+      (:func:`learner_logprobs` says so).
 
     Optional, used when present: ``tokenize(prompts, completions) -> (prompt_ids,
     completion_ids)`` to turn oracle solutions into token ids for the ``sft-oracle`` method
@@ -87,14 +95,58 @@ class LearnerPolicy(Policy, Protocol):
         completion_ids: Sequence[Sequence[int]],
         *,
         with_entropy: bool = False,
+        temperature: float = 1.0,
     ) -> TokenLogprobs: ...
+
+
+def learner_logprobs(
+    learner: Any,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    *,
+    with_entropy: bool = False,
+    temperature: float = 1.0,
+) -> TokenLogprobs:
+    """``learner.token_logprobs`` at ``temperature``.
+
+    At temperature 1 the keyword is not passed, so learners written before it existed keep
+    working; at any other temperature a learner without a ``temperature`` keyword is refused
+    with :class:`ConfigError` (training it would use temperature-1 log-probs for samples drawn
+    at another temperature).
+    """
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise ConfigError(
+            f"learner log-probs need a temperature > 0, got {temperature}; GRPO cannot train on "
+            "greedy (temperature 0) samples: every completion of a group would be the same"
+        )
+    if temperature == 1.0:
+        return learner.token_logprobs(prompt_ids, completion_ids, with_entropy=with_entropy)
+    if not _accepts_temperature(learner.token_logprobs):
+        raise ConfigError(
+            f"{type(learner).__name__}.token_logprobs has no `temperature` keyword, so its log-probs are "
+            f"at temperature 1 while rollouts are sampled at temperature {temperature}; add "
+            "`temperature: float = 1.0` (divide the logits by it before the log-softmax) or sample at "
+            "temperature 1"
+        )
+    return learner.token_logprobs(prompt_ids, completion_ids, with_entropy=with_entropy, temperature=temperature)
+
+
+def _accepts_temperature(fn: Any) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins, C extensions: assume the contract is met
+        return True
+    return "temperature" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 # ----------------------------------------------------------------------------------------
 # Configuration
 # ----------------------------------------------------------------------------------------
 Aggregation = Literal["token", "sequence"]
-AdvantageKind = Literal["group", "passk"]
+AdvantageKind = Literal["group", "passk", "passk-chen"]
+ADVANTAGE_KINDS: tuple[str, ...] = ("group", "passk", "passk-chen")
 
 
 @dataclass(frozen=True)
@@ -110,9 +162,12 @@ class GRPOConfig:
             ``eps_high > eps_low`` is DAPO's clip-higher.
         scale_by_std: Divide group advantages by the group's reward std (GRPO original);
             off by default (Dr. GRPO / POPE: mean-centred only).
-        advantage: ``"group"`` (group-relative) or ``"passk"`` (pass@k objective, from
-            :func:`pope_env.metrics.passk_advantages`).
-        passk_k: ``k`` of the pass@k objective.
+        advantage: ``"group"`` (group-relative rewards); ``"passk"``: the POPE paper's pass@k
+            objective, group-relative advantages of the pass@k-transformed rewards
+            (:func:`pope_env.metrics.passk_rewards`), centred (and scaled by std) exactly as
+            ``"group"``; ``"passk-chen"``: Chen et al. 2025's std-normalised pass@k
+            advantages (:func:`pope_env.metrics.passk_advantages`).
+        passk_k: ``k`` of the pass@k objective (both pass@k forms).
         aggregation: ``"token"``: every token of the batch weighs the same (DAPO);
             ``"sequence"``: mean over each completion's tokens, then over completions.
         kl_beta: Weight of the k3 KL estimate to the reference policy (0: no reference).
@@ -152,7 +207,8 @@ class GRPOConfig:
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (0 <= self.eps_low < 1, f"eps_low must be in [0, 1), got {self.eps_low}"),
             (self.eps_high >= 0, f"eps_high must be >= 0, got {self.eps_high}"),
-            (self.advantage in ("group", "passk"), f"advantage must be 'group' or 'passk', got {self.advantage!r}"),
+            (self.advantage in ADVANTAGE_KINDS,
+             f"advantage must be one of {', '.join(ADVANTAGE_KINDS)}, got {self.advantage!r}"),
             (self.aggregation in ("token", "sequence"),
              f"aggregation must be 'token' or 'sequence', got {self.aggregation!r}"),
             (self.passk_k >= 1, f"passk_k must be >= 1, got {self.passk_k}"),
@@ -194,12 +250,36 @@ def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = False, eps: 
     return centred
 
 
-def passk_group_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
-    """Pass@k-objective advantages per group (binary rewards: 1 = correct).
+def passk_group_rewards(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """The pass@k-transformed rewards of each group (:func:`pope_env.metrics.passk_rewards`):
+    1 for a correct sample, ``rho(n - 1, c, k - 1)`` for a wrong one; ``[num_groups, n]``."""
+    _check_groups(rewards)
+    from pope_env.metrics import passk_rewards
+
+    rows = [torch.as_tensor(passk_rewards(row.tolist(), k), dtype=rewards.dtype) for row in rewards]
+    return torch.stack(rows).to(rewards.device)
+
+
+def passk_group_advantages(
+    rewards: torch.Tensor, k: int, *, scale_by_std: bool = False, eps: float = 1e-6
+) -> torch.Tensor:
+    """The POPE paper's pass@k-objective advantages: :func:`group_advantages` of the
+    pass@k-transformed rewards (:func:`passk_group_rewards`), normalised exactly as ``grpo``.
+
+    With binary rewards and ``scale_by_std=False`` each advantage is the GRPO advantage times
+    ``C(n - c - 1, k - 1) / C(n - 1, k - 1)`` in ``[0, 1]`` (so ``|A| <= |A_grpo|``, equal
+    for ``k = 1``). With ``scale_by_std=True`` that per-group factor cancels and the
+    advantages equal GRPO's std-scaled ones: pass@k only differs from GRPO without the std.
+    """
+    return group_advantages(passk_group_rewards(rewards, k), scale_by_std=scale_by_std, eps=eps)
+
+
+def passk_chen_group_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """Chen et al.'s pass@k-training advantages per group (binary rewards: 1 = correct).
 
     Delegates to :func:`pope_env.metrics.passk_advantages` (the analytic form of "Pass@k
     Training for Adaptively Balancing Exploration and Exploitation", 2025), one group at a
-    time.
+    time. Normalised by the subset rewards' std, so their scale is not ``grpo``'s.
     """
     from pope_env.metrics import passk_advantages
 
@@ -369,7 +449,8 @@ class Batch:
     """Flat tensors-to-be of one training batch (built by :func:`flatten_groups`).
 
     ``advantages[i]`` is completion ``i``'s advantage; ``old_logprobs[i]`` its rollout
-    log-probs (one per completion token).
+    log-probs (one per completion token), at temperature ``old_temperature`` (rollout
+    policies report temperature-1 log-probs, :class:`~pope_env.agents.policy.Generation`).
     """
 
     prompt_ids: list[list[int]]
@@ -378,6 +459,7 @@ class Batch:
     advantages: list[float]
     ref_logprobs: list[list[float]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    old_temperature: float = 1.0
 
     def __len__(self) -> int:
         return len(self.completion_ids)
@@ -392,13 +474,16 @@ class Batch:
             advantages=pick(self.advantages),
             ref_logprobs=pick(self.ref_logprobs) if self.ref_logprobs is not None else None,
             meta=self.meta,
+            old_temperature=self.old_temperature,
         )
 
 
 def compute_advantages(rewards: torch.Tensor, config: GRPOConfig) -> torch.Tensor:
     """The advantages the config asks for, ``[num_groups, group_size]``."""
     if config.advantage == "passk":
-        return passk_group_advantages(rewards, config.passk_k)
+        return passk_group_advantages(rewards, config.passk_k, scale_by_std=config.scale_by_std)
+    if config.advantage == "passk-chen":
+        return passk_chen_group_advantages(rewards, config.passk_k)
     return group_advantages(rewards, scale_by_std=config.scale_by_std)
 
 
@@ -443,13 +528,16 @@ def pad_right(rows: Sequence[Sequence[float]], width: int, *, dtype: torch.dtype
 
 
 @torch.no_grad()
-def recompute_logprobs(learner: LearnerPolicy, batch: Batch, micro_batch_size: int) -> list[list[float]]:
-    """``log pi(token)`` of every completion token under ``learner`` now (no gradients)."""
+def recompute_logprobs(
+    learner: LearnerPolicy, batch: Batch, micro_batch_size: int, *, temperature: float = 1.0
+) -> list[list[float]]:
+    """``log pi(token)`` at ``temperature`` of every completion token under ``learner`` now
+    (no gradients)."""
     out: list[list[float]] = []
     for start in range(0, len(batch), micro_batch_size):
         idx = range(start, min(start + micro_batch_size, len(batch)))
         part = batch.select(list(idx))
-        tl = learner.token_logprobs(part.prompt_ids, part.completion_ids)
+        tl = learner_logprobs(learner, part.prompt_ids, part.completion_ids, temperature=temperature)
         for row, m in zip(tl.logprobs.float().cpu(), tl.mask.cpu()):
             out.append(row[m.bool()].tolist())
     return out
@@ -477,6 +565,7 @@ def grpo_update(
     *,
     accelerator: "Accelerator | None" = None,
     model: torch.nn.Module | None = None,
+    temperature: float = 1.0,
 ) -> UpdateStats:
     """One GRPO update: ``config.epochs`` passes over ``batch``, each one optimiser step.
 
@@ -487,6 +576,14 @@ def grpo_update(
     non-finite loss or gradient norm skips the step (``skipped=True``; no parameter or
     optimiser-state change).
 
+    ``temperature`` is the rollouts' sampling temperature: the learner's log-probs (ratio
+    numerator, entropy) are computed at it. When the batch's old log-probs are at another
+    temperature (rollout policies report temperature-1 log-probs), the old policy's
+    log-probs at ``temperature`` are taken from the learner instead, as TRL does: the
+    detached log-probs of the first pass when ``config.epochs == 1`` (on-policy: the ratio
+    is exactly 1, no extra forward pass), else one no-grad pass before the first epoch.
+    ``batch.ref_logprobs`` must already be at ``temperature``.
+
     Args:
         learner: The policy; ``learner.model`` is temporarily set to ``model`` (the
             accelerate-wrapped module) while the loss is computed.
@@ -495,6 +592,7 @@ def grpo_update(
         config: The update's hyper-parameters.
         accelerator: The ``accelerate.Accelerator`` (``None``: plain single process).
         model: The wrapped module to compute with (default: ``learner.model``).
+        temperature: The sampling temperature the learner's log-probs are computed at.
     """
     raw_model = learner.model
     model = model if model is not None else raw_model
@@ -504,8 +602,15 @@ def grpo_update(
     count_local = tokens_local if config.aggregation == "token" else n_local
     normalizer = float(_sum_over_processes(accelerator, count_local, device))
     tokens_total = int(_sum_over_processes(accelerator, tokens_local, device))
-    if any(len(lp) != len(c) for lp, c in zip(batch.old_logprobs, batch.completion_ids)):
-        batch.old_logprobs = recompute_logprobs(learner, batch, config.micro_batch_size)
+    old_from_learner = False  # on-policy at another temperature: old = this pass, detached
+    if batch.old_temperature != temperature:
+        if config.epochs == 1:
+            old_from_learner = True
+        else:
+            batch.old_logprobs = recompute_logprobs(learner, batch, config.micro_batch_size, temperature=temperature)
+            batch.old_temperature = temperature
+    elif any(len(lp) != len(c) for lp, c in zip(batch.old_logprobs, batch.completion_ids)):
+        batch.old_logprobs = recompute_logprobs(learner, batch, config.micro_batch_size, temperature=temperature)
     totals = dict.fromkeys(("loss", "policy_loss", "kl", "entropy", "clip_fraction", "ratio_mean"), 0.0)
     grad_norm = 0.0
     skipped = False
@@ -520,9 +625,13 @@ def grpo_update(
                 sync = j == len(micro) - 1
                 ctx = accelerator.no_sync(model) if (accelerator is not None and not sync) else contextlib.nullcontext()
                 with ctx:
-                    tl = learner.token_logprobs(part.prompt_ids, part.completion_ids, with_entropy=True)
+                    tl = learner_logprobs(learner, part.prompt_ids, part.completion_ids, with_entropy=True,
+                                          temperature=temperature)
                     width = tl.logprobs.shape[1]
-                    old = pad_right(part.old_logprobs, width, dtype=tl.logprobs.dtype, device=tl.logprobs.device)
+                    if old_from_learner:
+                        old = tl.logprobs.detach()
+                    else:
+                        old = pad_right(part.old_logprobs, width, dtype=tl.logprobs.dtype, device=tl.logprobs.device)
                     ref = None
                     if config.kl_beta > 0:
                         if part.ref_logprobs is None:

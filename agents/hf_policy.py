@@ -340,6 +340,7 @@ class HFPolicy:
         completion_ids: Sequence[Sequence[int]],
         *,
         with_entropy: bool = False,
+        temperature: float = 1.0,
     ) -> TokenLogprobs:
         """Per-token log-probs (and entropies) of completions given prompts, with gradients.
 
@@ -352,6 +353,9 @@ class HFPolicy:
             prompt_ids: ``B`` token-id lists (e.g. ``Generation.prompt_ids``), each non-empty.
             completion_ids: ``B`` token-id lists (e.g. ``Generation.token_ids``); may be empty.
             with_entropy: Also return the entropy of each next-token distribution.
+            temperature: The logits are divided by it before the log-softmax (> 0): the
+                log-probs and entropies of the distribution sampled at this temperature
+                (top-p aside), as the GRPO trainer needs for samples drawn at it.
 
         Returns:
             :class:`TokenLogprobs` with ``[B, T]`` tensors on the model's device,
@@ -363,6 +367,8 @@ class HFPolicy:
             raise ConfigError("token_logprobs needs at least one (prompt, completion) pair")
         if any(len(p) == 0 for p in prompt_ids):
             raise ConfigError("every prompt needs at least one token (the first completion token is predicted from it)")
+        if not temperature > 0:
+            raise ConfigError(f"token_logprobs needs a temperature > 0, got {temperature}")
         device = self.device
         batch = len(prompt_ids)
         p_width = max(len(p) for p in prompt_ids)
@@ -383,6 +389,8 @@ class HFPolicy:
             input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=c_width + 1, use_cache=False
         )
         logits = out.logits[:, :-1, :].float()
+        if temperature != 1.0:
+            logits = logits / temperature
         log_probs = torch.log_softmax(logits, dim=-1)
         targets = ids[:, p_width:]
         token_lp = log_probs.gather(-1, targets[..., None])[..., 0] * mask

@@ -11,9 +11,12 @@ grpo       hard problems only, unguided; plain GRPO (no KL, no entropy term)
 pope       hard problems, guided (oracle prefix of i* steps) and unguided exactly 1:1
 entropy    grpo + entropy bonus (``entropy_coef``)
 clip-higher grpo + DAPO's clip-higher (eps_high = 0.28)
-passk      grpo with pass@k-objective advantages (k = 4)
+passk      grpo on pass@k-transformed rewards (k = 4): 1 for a correct rollout,
+           rho(n-1, c, k-1) for a wrong one (the POPE paper's form), centred exactly as grpo
+passk-chen grpo with Chen et al. 2025's std-normalised pass@k advantages (k = 4)
 mix-easy   easy and hard problems mixed 1:1, unguided
-sft-oracle SFT on the hard problems' oracle solutions first, then grpo
+sft-oracle SFT on the hard problems' oracle solutions first (50 steps at
+           ``TrainConfig.sft_lr``, 1e-5 by default), then grpo
 srl        SRL: one prompt per expert step (problem, k), step-similarity reward, dynamic
            sampling (groups with reward std <= 0.01 dropped, batch refilled)
 srl-sequence SRL's whole-sequence baseline: one prompt per problem, similarity of the whole
@@ -78,7 +81,8 @@ class Method:
         grpo: Overrides applied to the user's :class:`GRPOConfig`.
         guided_share: Share of hard prompts that carry the oracle prefix i* (POPE: 0.5).
         easy_share: Share of prompts drawn from the easy set (mix-easy: 0.5).
-        sft_steps: SFT steps on oracle solutions before RL (sft-oracle).
+        sft_steps: SFT steps on oracle solutions before RL (sft-oracle), at
+            :attr:`~pope_env.agents.train.TrainConfig.sft_lr`.
         reward: What the method is rewarded by: ``"verifiable"`` (the task's reward, e.g.
             math-verify), ``"step-similarity"`` (SRL) or ``"sequence-similarity"`` (SRL's
             whole-sequence baseline); see :func:`method_reward`.
@@ -108,8 +112,10 @@ METHODS: dict[str, Method] = {
         Method("pope", "POPE: hard set, guided (i* oracle steps) and unguided prompts 1:1", guided_share=0.5),
         Method("entropy", "GRPO on the hard set with an entropy bonus", grpo={"entropy_coef": 1e-3}),
         Method("clip-higher", "GRPO on the hard set with clip-higher (eps_high 0.28)", grpo={"eps_high": 0.28}),
-        Method("passk", "GRPO on the hard set with pass@k-objective advantages (k=4)",
+        Method("passk", "GRPO on the hard set with pass@k-transformed rewards (k=4), centred as grpo",
                grpo={"advantage": "passk", "passk_k": 4}),
+        Method("passk-chen", "GRPO on the hard set with Chen et al.'s std-normalised pass@k advantages (k=4)",
+               grpo={"advantage": "passk-chen", "passk_k": 4}),
         Method("mix-easy", "GRPO on easy and hard problems mixed 1:1", easy_share=0.5),
         Method("sft-oracle", "SFT on the hard set's oracle solutions, then GRPO on the hard set", sft_steps=50),
         Method("srl", "SRL: a prompt per expert step, step-similarity reward, dynamic sampling (std <= 0.01 dropped)",

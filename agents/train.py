@@ -1,7 +1,9 @@
 """The training loop: rollouts -> GRPO update -> logs, evaluation and checkpoints, resumable.
 
-:class:`Trainer` runs ``config.sft_steps`` SFT steps on oracle solutions (the
-``sft-oracle`` method; 0 otherwise) and then ``config.steps`` GRPO steps. Each GRPO step:
+:class:`Trainer` runs ``config.sft_steps`` SFT steps on oracle solutions at their own
+learning rate ``config.sft_lr`` (the ``sft-oracle`` method; 0 otherwise) and then
+``config.steps`` GRPO steps, whose learner log-probs are computed at the sampling temperature.
+Each GRPO step:
 
 1. samples ``prompts_per_step`` prompts (split evenly over processes) and ``group_size``
    completions for each from the learner policy, or from a separate ``rollout_policy``
@@ -97,8 +99,14 @@ class TrainConfig:
         prompts_per_step: Prompts (groups) per GRPO step, over all processes.
         group_size: Completions per prompt, ``>= 2``.
         sampling: Rollout sampling parameters.
-        grpo: The update's hyper-parameters (learning rate, clipping, options).
-        sft_lr: Learning rate of the SFT phase (``None``: ``grpo.lr``).
+        grpo: The update's hyper-parameters (learning rate, clipping, options). The learner's
+            log-probs are computed at ``sampling.temperature`` (logits divided by it, as TRL
+            does), which must be > 0.
+        sft_lr: AdamW learning rate of the SFT phase, its own: the RL rate (1e-6) barely moves
+            the weights in a few dozen steps. The default 1e-5 is the usual full fine-tuning
+            rate of a pretrained LLM; a small model trained from scratch wants more (the demo's
+            char model: 1e-3). The optimiser state is reset when the RL phase starts, so SFT's
+            moment estimates do not scale the first RL steps.
         seed: Seeds Python, NumPy and torch (each process offsets it by its rank).
         success_threshold: A rollout is correct when its reward is at least this.
         eval_every: Evaluate unguided pass@k every this many steps (0: only at start and end).
@@ -118,7 +126,7 @@ class TrainConfig:
     group_size: int = 8
     sampling: SamplingParams = SamplingParams(temperature=1.0, max_new_tokens=512)
     grpo: GRPOConfig = GRPOConfig()
-    sft_lr: float | None = None
+    sft_lr: float = 1e-5
     seed: int = 0
     success_threshold: float = 1.0
     eval_every: int = 10
@@ -134,6 +142,11 @@ class TrainConfig:
         checks = [
             (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
             (self.sft_steps >= 0, f"sft_steps must be >= 0, got {self.sft_steps}"),
+            (isinstance(self.sft_lr, (int, float)) and self.sft_lr > 0,
+             f"sft_lr must be a learning rate > 0, got {self.sft_lr!r}"),
+            (self.steps == 0 or self.sampling.temperature > 0,
+             f"GRPO needs sampling temperature > 0, got {self.sampling.temperature}: greedy groups hold "
+             "identical completions, so every advantage is 0"),
             (self.prompts_per_step >= 1, f"prompts_per_step must be >= 1, got {self.prompts_per_step}"),
             (self.group_size >= 2,
              f"group_size is {self.group_size}: GRPO's group-relative advantage needs at least 2 "
@@ -145,7 +158,7 @@ class TrainConfig:
              f"max_consecutive_nonfinite must be >= 1, got {self.max_consecutive_nonfinite}"),
             (self.mixed_precision in ("auto", "no", "bf16", "fp16"),
              f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}"),
-            (self.grpo.advantage != "passk" or self.grpo.passk_k <= self.group_size,
+            (not self.grpo.advantage.startswith("passk") or self.grpo.passk_k <= self.group_size,
              f"pass@k advantages need group_size >= k; got group_size {self.group_size}, k {self.grpo.passk_k}"),
         ]
         for ok, msg in checks:
@@ -296,6 +309,7 @@ class TrainResult:
     completion_tokens: int = 0
     wall_s: float = 0.0
     output_dir: str = ""
+    sft: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
@@ -468,6 +482,7 @@ class Trainer:
             method=cfg.method, steps=self.step, evals=self.evals, skipped_steps=self.skipped_steps,
             solved_set_size=len(self.solved), completion_tokens=self.completion_tokens,
             wall_s=time.perf_counter() - start_wall, output_dir=str(self.output_dir),
+            sft=self._sft_summary() if is_main and cfg.sft_steps else {},
         )
         if is_main:
             self._write_report(result)
@@ -486,10 +501,17 @@ class Trainer:
         groups, report = self.sampler.sample(local_groups)
         t_rollout = time.perf_counter() - t0
         batch = flatten_groups(groups, cfg.grpo)
+        temperature = cfg.sampling.temperature  # the learner's log-probs are those of the sampling distribution
         if cfg.grpo.kl_beta > 0:
-            batch.ref_logprobs = recompute_logprobs(self.reference, batch, cfg.grpo.micro_batch_size)
+            batch.ref_logprobs = recompute_logprobs(self.reference, batch, cfg.grpo.micro_batch_size,
+                                                    temperature=temperature)
+        if step == cfg.sft_steps + 1 and cfg.sft_steps > 0:
+            # The RL phase starts with a fresh optimiser state, as a separate RL run from the
+            # SFT checkpoint would: SFT's Adam moments would otherwise scale the first RL steps.
+            _reset_optimizer_state(self.optimizer)
         t1 = time.perf_counter()
-        stats = grpo_update(self.learner, self.optimizer, batch, cfg.grpo, accelerator=acc, model=self.model)
+        stats = grpo_update(self.learner, self.optimizer, batch, cfg.grpo, accelerator=acc, model=self.model,
+                            temperature=temperature)
         t_update = time.perf_counter() - t1
         roll = self._rollout_metrics(report.all_groups, report.dropped)
         self.completion_tokens += int(roll.pop("_completion_tokens"))
@@ -552,14 +574,17 @@ class Trainer:
         }
 
     def _sft_step(self, step: int) -> dict[str, Any]:
-        """One SFT step: maximise the log-likelihood of the oracle solutions."""
+        """One SFT step: maximise the log-likelihood of the oracle solutions at ``config.sft_lr``.
+
+        Logs ``sft_loss`` (mean NLL per oracle token, nats) and ``sft_entropy`` (mean entropy of
+        the next-token distribution at the oracle tokens, temperature 1), both measured on this
+        step's batch before its update."""
         acc, cfg = self.accelerator, self.config
         t0 = time.perf_counter()
         items = self.sft_source.next_items(cfg.prompts_per_step // acc.num_processes)
         prompt_ids, completion_ids = tokenize_pairs(self.learner, items)
-        lr = cfg.sft_lr if cfg.sft_lr is not None else cfg.grpo.lr
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = cfg.sft_lr
         tokens_local = sum(len(c) for c in completion_ids)
         total = float(acc.reduce(torch.tensor(float(tokens_local), device=acc.device), reduction="sum")) \
             if acc.num_processes > 1 else float(tokens_local)
@@ -567,19 +592,24 @@ class Trainer:
         raw = self.learner.model
         self.learner.model = self.model
         loss_sum = 0.0
+        entropy_sum = 0.0
         mb = cfg.grpo.micro_batch_size
         try:
             for start in range(0, len(items), mb):
-                tl = self.learner.token_logprobs(prompt_ids[start:start + mb], completion_ids[start:start + mb])
+                tl = self.learner.token_logprobs(prompt_ids[start:start + mb], completion_ids[start:start + mb],
+                                                 with_entropy=True)
                 loss = -aggregate(tl.logprobs, tl.mask, how="token", normalizer=total)
                 acc.backward(loss * acc.num_processes)
                 loss_sum += float(loss.detach())
+                if tl.entropy is not None:
+                    entropy_sum += float(aggregate(tl.entropy.detach(), tl.mask, how="token", normalizer=total))
         finally:
             self.learner.model = raw
         norm = acc.clip_grad_norm_(self.model.parameters(), cfg.grpo.max_grad_norm or float("inf"))
         norm = float(norm) if norm is not None else 0.0
         if acc.num_processes > 1:
-            loss_sum = float(acc.reduce(torch.tensor(loss_sum, device=acc.device), reduction="sum"))
+            summed = acc.reduce(torch.tensor([loss_sum, entropy_sum], device=acc.device), reduction="sum")
+            loss_sum, entropy_sum = (float(x) for x in summed.tolist())
         skipped = not (math.isfinite(loss_sum) and math.isfinite(norm))
         if not skipped:
             self.optimizer.step()
@@ -587,7 +617,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.grpo.lr
         record = {"step": step, "phase": "sft", "method": cfg.method, "sft_loss": loss_sum, "loss": loss_sum,
-                  "grad_norm": norm, "trained_tokens": int(total), "skipped": skipped,
+                  "sft_entropy": entropy_sum, "sft_lr": cfg.sft_lr, "grad_norm": norm, "trained_tokens": int(total),
+                  "skipped": skipped,
                   "update_s": time.perf_counter() - t0}
         if skipped:
             record["skip_reason"] = "non-finite loss or gradient norm"
@@ -623,6 +654,21 @@ class Trainer:
         t0 = time.perf_counter()
         self.rollout_policy.load_weights_from(self.learner.model)  # type: ignore[attr-defined]
         return time.perf_counter() - t0
+
+    def _sft_summary(self) -> dict[str, Any]:
+        """How much the SFT phase fitted the oracle solutions, from the SFT records of
+        ``train_log.jsonl`` (which hold every step once, resumed runs included):
+        ``sft_loss_first``/``entropy_before`` are the first step's (before any update),
+        ``sft_loss_last``/``entropy_after`` the last step's (after all updates but one, on a
+        batch of its own)."""
+        path = self.output_dir / "train_log.jsonl"
+        records = [r for r in read_jsonl(path, strict=False) if r.get("phase") == "sft"] if path.exists() else []
+        if not records:
+            return {}
+        first, last = records[0], records[-1]
+        return {"steps": len(records), "lr": self.config.sft_lr,
+                "sft_loss_first": first.get("sft_loss"), "sft_loss_last": last.get("sft_loss"),
+                "entropy_before": first.get("sft_entropy"), "entropy_after": last.get("sft_entropy")}
 
     # -- checkpoints -----------------------------------------------------------------------
     def _fingerprint(self) -> dict[str, Any]:
@@ -790,9 +836,11 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 def tokenize_pairs(learner: Any, items: Sequence[PromptItem]) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of (prompt, oracle solution) pairs for SFT.
 
-    Uses ``learner.tokenize(prompts, completions)`` when the learner has it, else an HF
-    ``learner.tokenizer`` for the solution (EOS appended) and the learner's own prompt
-    encoding (``learner.encode(prompts)``, as it samples) or the chat template.
+    Uses ``learner.tokenize(prompts, completions)`` when the learner has it; else a learner
+    with ``encode_prompt(prompt) -> ids`` (as it samples) and a plain ``tokenizer.encode(text)``
+    with an ``eos_id`` or ``eos_token_id`` (e.g. :class:`~pope_env.agents.charlm.CharLMPolicy`);
+    else an HF ``learner.tokenizer`` for the solution (EOS appended) and the learner's own
+    prompt encoding (``learner.encode(prompts)``, as it samples) or the chat template.
     """
     for it in items:
         if it.problem is None or not it.problem.solution:
@@ -804,6 +852,12 @@ def tokenize_pairs(learner: Any, items: Sequence[PromptItem]) -> tuple[list[list
         p, c = tokenize(prompts, targets)
         return [list(x) for x in p], [list(x) for x in c]
     tok = getattr(learner, "tokenizer", None)
+    encode_prompt = getattr(learner, "encode_prompt", None)
+    eos = getattr(tok, "eos_token_id", getattr(tok, "eos_id", None))
+    if callable(encode_prompt) and tok is not None and not callable(tok) and callable(getattr(tok, "encode", None)) \
+            and eos is not None:
+        return ([list(encode_prompt(p)) for p in prompts],
+                [list(tok.encode(t)) + [int(eos)] for t in targets])
     if tok is None:
         raise ConfigError(
             f"{type(learner).__name__} has neither tokenize() nor a tokenizer; the sft-oracle "
@@ -824,6 +878,13 @@ def tokenize_pairs(learner: Any, items: Sequence[PromptItem]) -> tuple[list[list
         prompt_ids.append(list(ids))
         completion_ids.append(list(tok(target, add_special_tokens=False)["input_ids"]) + [tok.eos_token_id])
     return prompt_ids, completion_ids
+
+
+def _reset_optimizer_state(optimizer: Any) -> None:
+    """Forget an optimiser's per-parameter state (Adam's moments and step counts); works on an
+    ``accelerate``-wrapped optimiser too."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    inner.state.clear()
 
 
 def _make_accelerator(config: TrainConfig) -> Any:

@@ -24,7 +24,10 @@ from pope_env.agents.grpo import (  # noqa: E402
     grpo_update,
     informative_groups,
     kl_k3,
+    compute_advantages,
+    learner_logprobs,
     make_optimizer,
+    passk_chen_group_advantages,
     passk_group_advantages,
 )
 from pope_env.agents.policy import Generation, SamplingParams  # noqa: E402
@@ -83,10 +86,49 @@ def test_passk_advantages_match_brute_force():
     for rewards in ([1.0, 0, 0, 0, 0, 0], [1.0, 1, 0, 0, 0, 0, 0, 0], [0.0, 0, 0, 0], [1.0, 1, 1, 0]):
         got = passk_group_advantages(torch.tensor([rewards], dtype=torch.float64), 3)[0].tolist()
         want = _passk_reference(rewards, 3)
-        # The paper divides by the group's pass@k std; accept any positive per-group scale.
-        scale = max(abs(g) for g in got) / max(max(abs(w) for w in want), 1e-12)
-        assert scale >= 0
-        assert got == pytest.approx([w * scale for w in want], abs=1e-6)  # float32 tensors
+        # The POPE paper's form with grpo's centring: exactly the brute force, no extra scale.
+        assert got == pytest.approx(want, abs=1e-9)
+
+
+def test_passk_advantages_are_on_grpos_scale():
+    # One success out of 8, k = 4: the transformed rewards are [1, 3/7 x 7]; centred as grpo
+    # centres them, A = (4/7) * A_grpo: +0.5 for the success (grpo: +0.875), -1/14 (-0.125).
+    one = torch.tensor([[1.0, 0, 0, 0, 0, 0, 0, 0]], dtype=torch.float64)
+    grpo = group_advantages(one)
+    passk = passk_group_advantages(one, 4)
+    assert passk[0].tolist() == pytest.approx([0.5] + [-1 / 14] * 7)
+    assert passk == pytest.approx(grpo * 4 / 7)
+    # Chen et al.'s std-normalised form, still reachable as passk-chen, is 1.14x grpo here
+    chen = compute_advantages(one, GRPOConfig(advantage="passk-chen", passk_k=4))
+    assert chen[0, 0].item() == pytest.approx(1.0) and chen[0, 1].item() == pytest.approx(-1 / 7)
+    assert torch.equal(chen, passk_chen_group_advantages(one, 4))
+    # The bound, over every group of 8 and every k: the same sign as grpo and never larger,
+    # |A_passk| <= |A_grpo| (equal at k = 1), where Chen's form reaches 3x grpo.
+    worst_chen = 0.0
+    for c in range(9):
+        rewards = torch.tensor([[1.0] * c + [0.0] * (8 - c)], dtype=torch.float64)
+        g = group_advantages(rewards)
+        for k in range(1, 9):
+            a = compute_advantages(rewards, GRPOConfig(advantage="passk", passk_k=k))
+            assert (a.abs() <= g.abs() + 1e-12).all() and (a * g >= 0).all()
+            if k == 1:
+                assert torch.allclose(a, g)
+            ch = compute_advantages(rewards, GRPOConfig(advantage="passk-chen", passk_k=k))
+            worst_chen = max(worst_chen, (ch.abs().max() / g.abs().max()).item() if c not in (0, 8) else 0.0)
+    assert worst_chen == pytest.approx(3.02, abs=0.01)
+    # std normalisation, when asked for, is grpo's too (for binary rewards it cancels pass@k's weight)
+    two = torch.tensor([[1.0, 1, 0, 0, 0, 0, 0, 0]], dtype=torch.float64)
+    assert compute_advantages(two, GRPOConfig(advantage="passk", scale_by_std=True)) == pytest.approx(
+        group_advantages(two, scale_by_std=True), abs=1e-5)
+
+
+def test_passk_methods_use_the_papers_form_and_keep_chens():
+    from pope_env.agents.methods import get_method
+
+    assert get_method("passk").grpo_config().advantage == "passk"
+    assert get_method("passk-chen").grpo_config().advantage == "passk-chen"
+    with pytest.raises(ConfigError, match="passk-chen"):
+        GRPOConfig(advantage="pkpo")
 
 
 def test_informative_groups_filter():
@@ -331,3 +373,99 @@ def test_nonfinite_loss_skips_the_step_without_changing_parameters():
     stats = grpo_update(learner, make_optimizer(learner.model, cfg), batch, cfg)
     assert stats.skipped and math.isnan(stats.loss)
     assert all(torch.equal(a, b) for a, b in zip(before, learner.model.parameters()))
+
+
+# --- log-probs at the sampling temperature -------------------------------------------------
+def _learner(kind: str):
+    from tiny_learner import TinyLearner, hf_char_tokenizer, tiny_llama
+
+    if kind == "tiny":
+        return TinyLearner(seed=3)
+    if kind == "hf":
+        from pope_env.agents.hf_policy import HFPolicy
+
+        return HFPolicy(tiny_llama(3), tokenizer=hf_char_tokenizer(), name="tiny-hf", progress=False)
+    from pope_env.agents.charlm import CharLMConfig, CharLMPolicy, CharTransformer
+
+    torch.manual_seed(3)
+    return CharLMPolicy(CharTransformer(CharLMConfig(d_model=32, n_layers=2, n_heads=2, max_len=96)))
+
+
+def _vocab(learner) -> int:
+    cfg = getattr(learner.model, "config", None) or learner.model.cfg
+    return int(cfg.vocab_size)
+
+
+@pytest.mark.parametrize("kind", ["tiny", "hf", "charlm"])
+def test_learner_logprobs_at_temperature_are_the_sampling_distributions(kind):
+    """Samples drawn at temperature 0.7 come from softmax(logits / 0.7); the learner's
+    log-probs at temperature 0.7 must be that distribution's, for every learner."""
+    learner = _learner(kind)
+    tau = 0.7
+    gens = learner.generate(["12+3", "7*2-1"], n=2, sampling=SamplingParams(temperature=tau, max_new_tokens=5, seed=4))
+    gens = [g for row in gens for g in row if g.token_ids]
+    assert gens
+    with torch.no_grad():
+        # the policy contract: Generation.logprobs are temperature-1 log-probs
+        tl1 = learner.token_logprobs([g.prompt_ids for g in gens], [g.token_ids for g in gens])
+        for row, g in zip(tl1.logprobs, gens):
+            assert row[: len(g.token_ids)].tolist() == pytest.approx(list(g.logprobs), abs=2e-4)
+        tlt = learner.token_logprobs([g.prompt_ids for g in gens], [g.token_ids for g in gens], temperature=tau,
+                                     with_entropy=True)
+        # the sampling distribution at each sampled position, from the full temperature-1
+        # distribution over the vocabulary: log_softmax(log_softmax(logits) / tau)
+        vocab = _vocab(learner)
+        for b, g in enumerate(gens):
+            for t in range(len(g.token_ids)):
+                stems = [list(g.token_ids[:t]) + [v] for v in range(vocab)]
+                full = learner.token_logprobs([g.prompt_ids] * vocab, stems).logprobs[:, t]
+                sampling = torch.log_softmax(full / tau, dim=0)
+                assert tlt.logprobs[b, t].item() == pytest.approx(sampling[g.token_ids[t]].item(), abs=1e-4)
+                entropy = -(sampling.exp() * sampling).sum().item()
+                assert tlt.entropy[b, t].item() == pytest.approx(entropy, abs=1e-4)
+
+
+def test_a_learner_without_the_temperature_keyword_is_refused_at_other_temperatures():
+    from tiny_learner import TinyLearner
+
+    class OldLearner(TinyLearner):
+        def token_logprobs(self, prompt_ids, completion_ids, *, with_entropy=False):
+            return super().token_logprobs(prompt_ids, completion_ids, with_entropy=with_entropy)
+
+    old = OldLearner(seed=0)
+    assert learner_logprobs(old, [[3, 4]], [[5, 6]]).logprobs.shape == (1, 2)  # temperature 1: fine
+    with pytest.raises(ConfigError, match="no `temperature` keyword.*0.7"):
+        learner_logprobs(old, [[3, 4]], [[5, 6]], temperature=0.7)
+    with pytest.raises(ConfigError, match="temperature > 0"):
+        learner_logprobs(TinyLearner(seed=0), [[3, 4]], [[5, 6]], temperature=0.0)
+
+
+def test_update_at_a_sampling_temperature_follows_the_tempered_policy_gradient():
+    """Rollouts report temperature-1 log-probs; at temperature 0.7 the update must use the
+    tempered log-probs on both sides of the ratio (ratio 1 on-policy) and follow the
+    gradient of the tempered log-likelihood, weighted by the advantages."""
+    from tiny_learner import TinyLearner
+
+    tau = 0.7
+    learner, ref = TinyLearner(seed=5), TinyLearner(seed=5)
+    gens = learner.generate(["12+3"], n=4, sampling=SamplingParams(temperature=tau, max_new_tokens=6, seed=1))[0]
+    adv = [1.0, -1.0, 0.5, -0.5]
+    batch = Batch([list(g.prompt_ids) for g in gens], [list(g.token_ids) for g in gens],
+                  [list(g.logprobs) for g in gens], adv)
+    cfg = GRPOConfig(micro_batch_size=3, max_grad_norm=None)
+    stats = grpo_update(learner, torch.optim.SGD(learner.model.parameters(), lr=1.0), batch, cfg, temperature=tau)
+    assert stats.ratio_mean == pytest.approx(1.0, abs=1e-6) and stats.clip_fraction == 0.0
+    # the reference: plain policy gradient of the tempered log-probs, token-level mean
+    tl = ref.token_logprobs(batch.prompt_ids, batch.completion_ids, temperature=tau)
+    loss = -(torch.tensor(adv)[:, None] * tl.logprobs * tl.mask).sum() / tl.mask.sum()
+    loss.backward()
+    for p_new, p_ref in zip(learner.model.parameters(), ref.model.parameters()):
+        want = p_ref.detach() - (p_ref.grad if p_ref.grad is not None else 0.0)
+        assert torch.allclose(p_new, want, atol=1e-6)
+    # several epochs recompute the old log-probs at the temperature once, before the first
+    learner2 = TinyLearner(seed=5)
+    batch2 = Batch(batch.prompt_ids, batch.completion_ids, [list(g.logprobs) for g in gens], adv)
+    s2 = grpo_update(learner2, torch.optim.SGD(learner2.model.parameters(), lr=1e-3), batch2,
+                     cfg.replace(epochs=2), temperature=tau)
+    assert batch2.old_temperature == tau and not s2.skipped
+    assert batch2.old_logprobs[0] == pytest.approx(tl.logprobs[0, : len(gens[0].token_ids)].tolist(), abs=1e-5)

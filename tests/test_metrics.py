@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 from pope_env.errors import ConfigError
-from pope_env.metrics import pass_at_k, passk_advantages
+from pope_env.metrics import pass_at_k, passk_advantages, passk_rewards
 
 
 def brute_pass_at_k(correct: list[bool], k: int) -> float:
@@ -93,3 +93,38 @@ def test_bad_advantage_groups_are_refused():
         passk_advantages([1.0, 0.0], 3)
     with pytest.raises(ConfigError, match="n >= 1"):
         passk_advantages([], 1)
+
+
+# --- the POPE paper's pass@k reward transformation ---------------------------------------------
+def brute_passk_rewards(correct: list[bool], k: int) -> list[float]:
+    """The definition: each sample's transformed reward is the mean pass@k (max of binary
+    rewards) of the k-subsets that hold it."""
+    idx_subsets = list(itertools.combinations(range(len(correct)), k))
+    return [statistics.fmean(float(any(correct[j] for j in s)) for s in idx_subsets if i in s)
+            for i in range(len(correct))]
+
+
+@pytest.mark.parametrize("n,c,k", SMALL_GROUPS)
+def test_passk_rewards_match_enumeration_and_average_to_pass_at_k(n, c, k):
+    correct = [True] * c + [False] * (n - c)
+    random.Random(f"r{n}:{c}:{k}").shuffle(correct)
+    got = passk_rewards([1.0 if ok else 0.0 for ok in correct], k)
+    assert got == pytest.approx(brute_passk_rewards(correct, k), abs=1e-12)
+    # the group mean of the transformed rewards is the group's pass@k estimate rho(n, c, k)
+    assert statistics.fmean(got) == pytest.approx(pass_at_k(n, c, k), abs=1e-12)
+
+
+def test_passk_rewards_by_hand():
+    # n = 8, c = 1, k = 4: a wrong sample's 3 companions hold the one success with
+    # probability rho(7, 1, 3) = 1 - C(6, 3) / C(7, 3) = 1 - 20/35 = 3/7
+    assert passk_rewards([1, 0, 0, 0, 0, 0, 0, 0], 4) == pytest.approx([1.0] + [3 / 7] * 7)
+    # n = 4, c = 2, k = 2: rho(3, 2, 1) = 2/3
+    assert passk_rewards([0, 1, 0, 1], 2) == pytest.approx([2 / 3, 1.0, 2 / 3, 1.0])
+    # k = 1 is plain reward maximisation: the binary rewards themselves
+    assert passk_rewards([1, 0, 0, 1, 0], 1) == [1.0, 0.0, 0.0, 1.0, 0.0]
+    # c > n - k: every k-subset holds a success, every sample earns 1 (no signal once centred)
+    assert passk_rewards([1, 1, 0, 1], 3) == [1.0, 1.0, 1.0, 1.0]
+    assert passk_rewards([0, 0, 0], 2) == [0.0, 0.0, 0.0]
+    assert passk_rewards([0.9, 0.1, 0.0], 2) == passk_rewards([1, 0, 0], 2)  # threshold 0.5
+    with pytest.raises(ConfigError, match="k=4"):
+        passk_rewards([1.0, 0.0], 4)

@@ -250,8 +250,8 @@ def test_cli_trains_srl_then_rlvr_with_a_format_warm_start(tmp_path):
     args = ["--learner", "tiny_learner:TinyLearner", "--method", "srl-then-rlvr", "--dataset", "arith-hard",
             "--limit", "4", "--k", "2", "--steps", "1", "--srl-steps", "1", "--srl-sft-steps", "40",
             "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "16", "--prompt-format", "text",
-            "--eval-every", "0", "--eval-k", "2", "--eval-problems", "2", "--lr", "1e-2", "--no-progress",
-            "--no-tensorboard", "--out", str(tmp_path),
+            "--eval-every", "0", "--eval-k", "2", "--eval-problems", "2", "--lr", "1e-2",
+            "--sft-lr", "1e-2", "--no-progress", "--no-tensorboard", "--out", str(tmp_path),
             "--no-rlvr-dynamic-sampling"]  # the tiny model never solves a hard problem: no group informative
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run([sys.executable, "-m", "pope_env", "train", *args], capture_output=True, text=True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import signal
 import subprocess
@@ -223,7 +224,7 @@ def test_hf_policy_learner_runs_sft_then_grpo_with_its_own_prompt_encoding(tmp_p
 
 
 def test_methods_are_named_and_build_their_mixtures():
-    assert set(METHODS) == {"grpo", "pope", "entropy", "clip-higher", "passk", "mix-easy", "sft-oracle",
+    assert set(METHODS) == {"grpo", "pope", "entropy", "clip-higher", "passk", "passk-chen", "mix-easy", "sft-oracle",
                             "srl", "srl-sequence", "srl-then-rlvr"}
     with pytest.raises(UnknownNameError, match="Known methods: clip-higher"):
         get_method("ppo")
@@ -355,3 +356,84 @@ def test_eval_hooks_add_their_metrics_to_every_evaluation_record(tmp_path):
     assert calls == [0, 1, 2]
     assert [(e["step"], e["probe"], e["probe_name"]) for e in res.evals] == [(s, float(s), "tiny-llama") for s in (0, 1, 2)]
     assert [e["probe"] for e in read_jsonl(tmp_path / "eval_log.jsonl")] == [0.0, 1.0, 2.0]
+
+
+# --- fidelity of the baselines: SFT's own learning rate, the sampling temperature -----------
+def test_sft_oracle_at_default_settings_fits_the_oracle_and_reports_it(tmp_path):
+    """SFT has its own learning rate (not the RL rate of 1e-6, which barely moves the
+    weights), logs loss and entropy, reports the fit, and RL starts with a fresh optimiser."""
+    assert TrainConfig().sft_lr == 1e-5 and TrainConfig().sft_lr >= 10 * GRPOConfig().lr
+    learner = TinyLearner(0)
+    before = [p.detach().clone() for p in learner.model.parameters()]
+    cfg = config(method="sft-oracle", steps=1, sft_steps=3, grpo=GRPOConfig(lr=1e-6), eval_every=0)
+    t = Trainer(learner, build_source(get_method("grpo"), render, hard=HARD), first_digit_reward, cfg,
+                tmp_path, sft_source=sft_items(HARD, render))
+    res = t.train()
+    sft_moved = max((p.detach() - b).abs().max().item() for p, b in zip(learner.model.parameters(), before))
+    # Adam moves each weight by about lr per step: 4 steps at 1e-6 could not reach 1e-5
+    assert sft_moved > 1.5e-5
+    log = read_jsonl(tmp_path / "train_log.jsonl")
+    assert [r["phase"] for r in log] == ["sft"] * 3 + ["rl"]
+    assert all(r["sft_lr"] == 1e-5 and 0 < r["sft_entropy"] <= math.log(128) for r in log[:3])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["sft"] == res.sft
+    assert res.sft == {"steps": 3, "lr": 1e-5, "sft_loss_first": log[0]["sft_loss"],
+                       "sft_loss_last": log[2]["sft_loss"], "entropy_before": log[0]["sft_entropy"],
+                       "entropy_after": log[2]["sft_entropy"]}
+    # the RL phase's optimiser state holds one step, not SFT's three
+    steps = {int(s["step"]) for s in t.optimizer.optimizer.state.values()}
+    assert steps == {1}
+
+
+class _TemperatureSpy(TinyLearner):
+    """A tiny learner that records the temperature of every log-prob computation."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.temperatures: set[float] = set()
+
+    def token_logprobs(self, prompt_ids, completion_ids, *, with_entropy=False, **kw):
+        self.temperatures.add(kw.get("temperature", 1.0))
+        return super().token_logprobs(prompt_ids, completion_ids, with_entropy=with_entropy, **kw)
+
+
+def test_trainer_computes_learner_and_reference_logprobs_at_the_sampling_temperature(tmp_path):
+    learner, reference = _TemperatureSpy(0), _TemperatureSpy(0)
+    cfg = config(method="grpo", steps=2, eval_every=0, sampling=SamplingParams(temperature=0.7, max_new_tokens=6),
+                 grpo=GRPOConfig(lr=1e-3, kl_beta=0.1))
+    Trainer(learner, build_source(get_method("grpo"), render, hard=HARD), first_digit_reward, cfg, tmp_path,
+            reference=reference).train()
+    assert learner.temperatures == {0.7} and reference.temperatures == {0.7}
+    log = read_jsonl(tmp_path / "train_log.jsonl")
+    assert all(r["ratio_mean"] == pytest.approx(1.0, abs=1e-5) and r["clip_fraction"] == 0 for r in log)
+    with pytest.raises(ConfigError, match="temperature > 0"):
+        config(sampling=SamplingParams(temperature=0.0, max_new_tokens=6))
+
+
+def test_cli_sft_lr_reaches_the_sft_phase(tmp_path):
+    args = ["--learner", "tiny_learner:TinyLearner", "--method", "sft-oracle", "--dataset", "arith-hard",
+            "--limit", "2", "--k", "2", "--steps", "0", "--sft-steps", "2", "--sft-lr", "3e-3",
+            "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "4", "--prompt-format", "text",
+            "--eval-k", "2", "--eval-problems", "1", "--no-progress", "--no-tensorboard", "--out", str(tmp_path)]
+    res = _cli(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((tmp_path / "sft-oracle" / "report.json").read_text())
+    assert report["sft"]["lr"] == 3e-3 and report["config"]["sft_lr"] == 3e-3 and report["sft"]["steps"] == 2
+    usage = subprocess.run([sys.executable, "-m", "pope_env", "train", "--help"], capture_output=True, text=True)
+    assert f"TrainConfig.sft_lr, {TrainConfig().sft_lr}" in " ".join(usage.stdout.split())  # the default it names
+
+
+def test_sft_oracle_works_for_the_char_model_too(tmp_path):
+    """The SFT path is model-agnostic: a learner with encode_prompt and a plain tokenizer
+    (the demo's char model) gets its oracle solutions tokenized as it samples."""
+    from pope_env.agents.charlm import CharLMConfig, CharLMPolicy, CharTransformer
+    from pope_env.agents.pretrain import render_guided_prompt
+
+    torch.manual_seed(0)
+    learner = CharLMPolicy(CharTransformer(CharLMConfig(d_model=32, n_layers=2, n_heads=2, max_len=96)))
+    char_render = lambda p, k, start=0: render_guided_prompt(p, k)  # noqa: E731
+    cfg = config(method="sft-oracle", steps=1, sft_steps=4, sft_lr=1e-3, eval_every=0,
+                 sampling=SamplingParams(max_new_tokens=8))
+    res = Trainer(learner, build_source(get_method("grpo"), char_render, hard=HARD), first_digit_reward, cfg,
+                  tmp_path, sft_source=sft_items(HARD, char_render)).train()
+    assert res.sft["steps"] == 4 and res.sft["sft_loss_last"] < res.sft["sft_loss_first"] - 0.1

@@ -2,8 +2,8 @@
 (hidden 64, 2 layers) over a character vocabulary, sampling with its own seeded generator.
 
 It implements the :class:`~pope_env.agents.grpo.LearnerPolicy` contract the trainer needs
-(``generate`` with token ids and temperature-1 log-probs, ``model``, ``token_logprobs``,
-``tokenize``) and nothing else. Prompts are plain text or chat messages (contents joined).
+(``generate`` with token ids and temperature-1 log-probs, ``model``, ``token_logprobs`` at any
+temperature, ``tokenize``) and nothing else. Prompts are plain text or chat messages (contents joined).
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ class TinyLearner:
 
     # -- Learner --------------------------------------------------------------------------
     def token_logprobs(self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *,
-                       with_entropy: bool = False) -> TokenLogprobs:
+                       with_entropy: bool = False, temperature: float = 1.0) -> TokenLogprobs:
+        """Log-probs (and entropies) of ``log_softmax(logits / temperature)``."""
         device = next(self.model.parameters()).device if not hasattr(self.model, "module") else next(self.model.module.parameters()).device
         seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]
         width = max(len(s) for s in seqs)
@@ -138,7 +139,7 @@ class TinyLearner:
         for i, s in enumerate(seqs):
             ids[i, :len(s)] = torch.tensor(s, device=device)
             attn[i, :len(s)] = 1
-        logits = self.model(input_ids=ids, attention_mask=attn).logits.float()
+        logits = self.model(input_ids=ids, attention_mask=attn).logits.float() / temperature
         tmax = max(len(c) for c in completion_ids)
         lp = torch.zeros(len(seqs), tmax, device=device)
         ent = torch.zeros(len(seqs), tmax, device=device) if with_entropy else None

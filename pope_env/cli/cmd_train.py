@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub.add_argument("--method", default="pope",
                      help="method(s), comma-separated, each trained from the base model: grpo, pope, "
-                          "entropy, clip-higher, passk, mix-easy, sft-oracle, srl, srl-sequence, "
+                          "entropy, clip-higher, passk, passk-chen, mix-easy, sft-oracle, srl, srl-sequence, "
                           "srl-then-rlvr (see pope_env.agents.methods; default: pope)")
     sub.add_argument("--dataset", default="math-train-l5", help="training problems (default: math-train-l5)")
     sub.add_argument("--split", help="hard-split file to use instead of measuring one")
@@ -48,7 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--scale-by-std", action="store_true", help="divide group advantages by the reward std")
     sub.add_argument("--dynamic-sampling", action="store_true",
                      help="drop groups with zero reward variance and refill the batch")
-    sub.add_argument("--sft-steps", type=int, default=None, help="SFT steps of sft-oracle (default: the method's)")
+    sub.add_argument("--sft-steps", type=int, default=None,
+                     help="SFT steps of sft-oracle (default: the method's, 50)")
+    sub.add_argument("--sft-lr", type=float, default=None,
+                     help="learning rate of the SFT phase (sft-oracle, --srl-sft-steps); its own, not --lr "
+                          "(default: TrainConfig.sft_lr, 1e-05)")
     sub.add_argument("--srl-steps", type=int, default=None,
                      help="SRL-phase steps of srl-then-rlvr; --steps then counts the RLVR phase (default: --steps)")
     sub.add_argument("--srl-sft-steps", type=int, default=0,
@@ -180,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
             method=method.name, steps=args.steps, sft_steps=sft, prompts_per_step=args.prompts_per_step,
             group_size=args.group_size, sampling=sampling, grpo=grpo, seed=args.seed,
             eval_every=args.eval_every, eval_k=args.eval_k, save_every=args.save_every,
+            **({} if args.sft_lr is None else {"sft_lr": args.sft_lr}),  # else the dataclass default
             mixed_precision=args.mixed_precision, tensorboard=not args.no_tensorboard, progress=progress,
         )
         print(f"[3/3] training {method.name}: {method.description} -> {out / method.name}")
