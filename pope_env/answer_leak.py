@@ -12,8 +12,10 @@ The stated results of a step (:func:`stated_results`) are:
   ``\\begin{env}..\\end{env}``), split into clauses at top-level ``,``/``;``/``\\\\``/
   ``\\quad``/``\\text{..}`` (an ``&`` before a relation dropped; in tables and matrices a cell by
   itself states nothing): the right-hand side of each clause's last top-level
-  relation when that relation is ``=`` or ``\\equiv`` (``\\pmod{..}`` dropped); a clause
-  whose last relation is another one (``<``, ``\\approx``, ``\\ne``, ...) states nothing;
+  relation when that relation is ``=``, ``\\equiv`` (``\\pmod{..}`` dropped) or a
+  non-strict bound ``\\le``/``\\ge`` (``"so $P \\ge 16.$"`` states the minimum that a
+  min/max problem asks for); a clause whose last relation is another one (``<``,
+  ``\\approx``, ``\\ne``, ...) states nothing;
 * a math span (clause) without any relation, taken whole: a math span that verifies equal to
   the answer (``"so the area is $2\\cdot 405$"``) states it;
 * in the plain text around the spans: the token right after each ``=`` (GSM8K's
@@ -67,6 +69,8 @@ _RELATION = re.compile(
     r"|<=|>=|!=|:=|=|<|>"
 )
 _EQUALITY = ("=", ":=", "\\equiv")
+# A non-strict bound states the extremum a min/max problem asks for ("so $P \\ge 16.$").
+_BOUND = ("\\le", "\\leq", "\\ge", "\\geq", "\\leqslant", "\\geqslant", "<=", ">=")
 _MOD = re.compile(r"\\(?:pmod|bmod|mod)\b.*$|\(\s*\\?mod\b.*$", re.DOTALL)
 # Clause separators at top level of a math span.
 _SEPARATOR = re.compile(
@@ -149,7 +153,7 @@ def _clause_results(clause: str, *, bare: bool) -> list[str]:
         value = _clean(clause)
         return [value] if value else []
     relation = parts[-2][1]
-    if relation not in _EQUALITY:
+    if relation not in _EQUALITY and relation not in _BOUND:
         return []
     value = parts[-1][0]
     if relation == "\\equiv":

@@ -81,6 +81,24 @@ def test_segment_rendering_shows_a_middle_segment():
         guided_text(p, 2, start=3)
 
 
+def test_a_middle_segment_has_its_own_instruction_not_the_beginning_of_a_solution():
+    p = make(["A.\n", "B.\n", "C.\n", "D.\n", "\\boxed{7}"])
+    config = GuidanceConfig()
+    assert "beginning of a worked solution" in config.instruction
+    system, user = guided_messages(p, 2, start=1)
+    assert system == {"role": "system", "content": config.segment_instruction}
+    assert "middle" in config.segment_instruction and "beginning" not in config.segment_instruction
+    assert "Excerpt from the solution:\nB.\nC." in user["content"]
+    assert "Partial solution:" not in user["content"]
+    text = guided_text(p, 2, start=1)
+    assert text.startswith(config.segment_instruction) and text.endswith("B.\nC.\n")
+    # a segment that starts at step 0 is a prefix and is shown as one
+    assert guided_messages(p, 2, start=0)[0]["content"] == config.instruction
+    custom = GuidanceConfig(segment_instruction="Hint below.", segment_label="Hint:", system_role=False)
+    (only,) = guided_messages(p, 1, custom, start=2)
+    assert only["content"].startswith("Hint below.\n\n") and "Hint:\nC." in only["content"]
+
+
 @pytest.mark.parametrize(
     "steps,needle",
     [

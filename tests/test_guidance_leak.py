@@ -38,6 +38,7 @@ def test_the_issue_example_810_is_not_shown_before_the_box():
         ("\\begin{align*} d &= \\sqrt{3^2+3^2}\\\\ &= \\sqrt{18}. \\end{align*}\n", "3\\sqrt{2}"),  # math-verify
         ("Thus the probability is $\\frac{6}{8}$.\n", "\\frac{3}{4}"),  # exact rational
         ("The two roots are $x = 5$ or $x = -2$.\n", "-2"),  # any clause of a span
+        ("Hence $P \\ge 22 \\sqrt{11} - 57.$\n", "22\\sqrt{11}-57"),  # a bound states a minimum
     ],
 )
 def test_a_step_that_states_the_answer_is_excluded(step, answer):
@@ -65,7 +66,8 @@ def test_steps_that_do_not_state_the_answer_keep_the_cap(step, answer):
 
 def test_stated_results():
     assert answer_leak.stated_results("and $x^2=810.$ ") == ["810"]
-    assert answer_leak.stated_results("$a = b = 5$, so $c \\le 4$ and $d\\approx 3$.") == ["5"]
+    assert answer_leak.stated_results("$a = b = 5$, so $c < 4$ and $d\\approx 3$.") == ["5"]
+    assert answer_leak.stated_results("so $c \\le 4$ and $d \\geq 2$") == ["4", "2"]
     assert answer_leak.stated_results("$x = 3, y = 1{,}000$") == ["3", "1{,}000"]
     assert answer_leak.stated_results("$5\\text{ cm}$ long") == ["5"]
     assert answer_leak.stated_results("no math here") == []
