@@ -27,21 +27,26 @@ as the answer (plus two characters; units, ``\\%`` and degree signs not counted)
 of the derivation, not the answer stated, and is skipped too: in a problem that asks to
 simplify an expression every line of the derivation equals the answer.
 
-Equality (:func:`first_stating_step`) is decided as the math reward decides it, cheapest
+Equality (:func:`scan_problem`) is decided as the math reward decides it, cheapest
 first: the reward's light normalisation, exact rational comparison
 (:mod:`pope_env.rewards.rational`), then math-verify in the reward's worker processes
 (:class:`pope_env.rewards.math.MathVerifier`, which disables math-verify's own SIGALRM
-timeouts and enforces its wall-clock limit per item, so it is safe in threads). Two cheap
-rules skip math-verify where it cannot say "equal": a candidate with a free variable
-(a letter outside ``\\commands`` and ``\\text{}``) against a gold answer without one, and a
-candidate that math-verify cannot parse as one expression (unbalanced braces). A candidate
-whose verification runs past the reward's time limit counts as *not* stating the answer
-(it is reported in :class:`LeakScan`).
+timeouts and enforces its wall-clock limit per item, so it is safe in threads). Cheap
+rules decide "not equal" without math-verify where it could not say "equal" (or only by a
+reading nobody means): a lone variable (``x``, ``a_n``, ``\\mathbf{v}``); a candidate with
+unbalanced braces or digits separated by spaces (not one expression); a free variable (a
+letter outside ``\\commands`` and ``\\text{}``, or a Greek letter but ``\\pi``) on one
+side only, unless the gold answer is an equation or text; two numbers whose values differ
+by more than a relative 1e-6 by a small floating-point evaluator (digits, ``+ - * / ^``,
+``\\frac``, ``\\sqrt``, ``\\binom``, ``\\pi``, degrees); a tuple or list against a
+number, or the reverse; a number against digit-free text. Everything else, equal values
+included, goes to math-verify. A candidate whose verification runs past the reward's time
+limit counts as *not* stating the answer (it is reported in :class:`LeakScan`).
 
-Results are cached per ``(answer, steps)``, so :func:`pope_env.guidance.prefix_cap` costs
-a dict look-up after the first call for a problem; :func:`scan_problems` fills the cache for
-many problems with one batched verification (call it once on a dataset before a loop that
-renders prompts).
+Results are cached per ``(question, answer, steps)``, so
+:func:`pope_env.guidance.prefix_cap` costs a dict look-up after the first call for a
+problem; :func:`scan_problems` fills the cache for many problems with one batched
+verification (call it once on a dataset before a loop that renders prompts).
 """
 
 from __future__ import annotations
@@ -51,13 +56,13 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from pope_env.problem import Problem
 from pope_env.rewards.rational import rational_verdict
 from pope_env.steps import max_prefix_len, protected_spans
 
-__all__ = ["LeakScan", "stated_results", "first_stating_step", "scan_problems", "clear_cache"]
+__all__ = ["LeakScan", "stated_results", "scan_problem", "scan_problems", "clear_cache"]
 
 _MAX_CANDIDATE_CHARS = 400  # a "result" longer than this is a derivation, not a stated value
 
@@ -408,12 +413,12 @@ class LeakScan:
 
 
 _CACHE_SIZE = 200_000
-_cache: OrderedDict[tuple[str, tuple[str, ...]], LeakScan] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, tuple[str, ...]], LeakScan] = OrderedDict()
 _lock = threading.Lock()
 
 
-def _key(problem: Problem) -> tuple[str, tuple[str, ...]]:
-    return (problem.answer or "", tuple(problem.steps))
+def _key(problem: Problem) -> tuple[str, str, tuple[str, ...]]:
+    return (problem.question or "", problem.answer or "", tuple(problem.steps))
 
 
 def clear_cache() -> None:
@@ -503,7 +508,7 @@ def scan_problems(problems: Iterable[Problem], *, progress: bool = False,
     return scans  # type: ignore[return-value]
 
 
-def first_stating_step(problem: Problem) -> LeakScan:
+def scan_problem(problem: Problem) -> LeakScan:
     """The :class:`LeakScan` of one problem (cached; see :func:`scan_problems`)."""
     with _lock:
         cached = _cache.get(_key(problem))

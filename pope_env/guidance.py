@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 
 from pope_env.errors import ConfigError, DataFormatError
 from pope_env.problem import Problem
-from pope_env.answer_leak import first_stating_step, scan_problems
+from pope_env.answer_leak import scan_problem, scan_problems
 
 ChatMessages = list[dict[str, str]]
 
@@ -107,7 +107,7 @@ def prefix_cap(problem: Problem) -> int:
     calls are a dict look-up. :func:`precompute_caps` fills the cache for many problems in
     one batch.
     """
-    return first_stating_step(problem).cap
+    return scan_problem(problem).cap
 
 
 def precompute_caps(problems: Iterable[Problem], *, progress: bool = False) -> list[int]:

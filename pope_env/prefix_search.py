@@ -91,7 +91,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pope_env.errors import ConfigError, DataFormatError, GuidanceFileError
-from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig, check_guidable, guided_messages, guided_text
+from pope_env.guidance import (
+    DEFAULT_CONFIG,
+    GuidanceConfig,
+    check_guidable,
+    guided_messages,
+    guided_text,
+    precompute_caps,
+)
 from pope_env.io import JsonlAppender, PathLike, atomic_write_text, read_headed_jsonl
 from pope_env.problem import Problem
 
@@ -843,6 +850,7 @@ def run_prefix_search(
                   "max_new_tokens": probe.sampling.max_new_tokens},
         instruction_sha=hashlib.sha256(config.instruction.encode()).hexdigest()[:12],
     )
+    precompute_caps(problems, progress=progress)  # one parallel answer-leak scan, then cached
     bad = unusable_problems(problems)
     if bad and not skip_unusable:
         shown = "; ".join(list(bad.values())[:3])
