@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--dataset", default="math-train-l5", help="training problems (default: math-train-l5)")
     sub.add_argument("--split", help="hard-split file to use instead of measuring one")
     sub.add_argument("--guidance", help="guidance file (i* per problem) to use instead of searching")
-    sub.add_argument("--strategy", default="galloping", help="prefix-search strategy (default: galloping)")
+    sub.add_argument("--strategy", default="linear",
+                     help="prefix-search strategy (default: linear, the paper's i*; see `pope-env prefix-search -h`)")
     sub.add_argument("--out", default="runs/train", help="output folder; re-run to resume (default: runs/train)")
     sub.add_argument("--steps", type=int, default=100, help="GRPO steps per method (default: 100)")
     sub.add_argument("--prompts-per-step", type=int, default=8, help="prompts (groups) per step (default: 8)")
