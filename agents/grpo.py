@@ -544,6 +544,9 @@ def grpo_update(
                         terms.loss.backward()
                 for key in totals:
                     totals[key] += float(getattr(terms, key).detach())
+                # Free this micro-batch's graph before the next forward: terms the loss did not
+                # use (the logged entropy) keep their saved tensors alive otherwise.
+                del tl, terms
         finally:
             learner.model = raw_model
         local = torch.tensor([totals[k] for k in totals], dtype=torch.float64, device=device)
