@@ -509,7 +509,10 @@ def grpo_update(
     totals = dict.fromkeys(("loss", "policy_loss", "kl", "entropy", "clip_fraction", "ratio_mean"), 0.0)
     grad_norm = 0.0
     skipped = False
-    micro = [list(range(s, min(s + config.micro_batch_size, n_local))) for s in range(0, n_local, config.micro_batch_size)]
+    # Micro-batches of similar completion lengths pad less (each is padded to its longest);
+    # the loss is a sum over micro-batches, so their composition does not change the update.
+    by_length = sorted(range(n_local), key=lambda i: len(batch.completion_ids[i]))
+    micro = [by_length[s : s + config.micro_batch_size] for s in range(0, n_local, config.micro_batch_size)]
     for _epoch in range(config.epochs):
         totals = dict.fromkeys(totals, 0.0)
         optimizer.zero_grad(set_to_none=True)

@@ -253,7 +253,12 @@ def worker_trl(args, questions: list[str], steps: int) -> dict:
     loaded_mb = peak_rss_mb()
     reset = reset_peak_rss()
     counter = TokenCounter()
-    ds = Dataset.from_dict({"prompt": questions})
+    # The prompts in the order our trainer draws them (ShuffledItems, seed 0), unshuffled here,
+    # so that both sides answer the same questions at every step.
+    from pope_env.agents.rollout import PromptItem, ShuffledItems
+
+    source = ShuffledItems([PromptItem(q, f"q{i}") for i, q in enumerate(questions)], seed=0)
+    ds = Dataset.from_dict({"prompt": [it.prompt for it in source.next_items(steps * args.prompts)]})
     marks: list[tuple[float, int]] = []
 
     class Clock(TrainerCallback):
@@ -273,7 +278,7 @@ def worker_trl(args, questions: list[str], steps: int) -> dict:
             scale_rewards="none", epsilon=0.2, temperature=1.0, top_p=1.0, top_k=0, num_iterations=1,
             steps_per_generation=1, gradient_accumulation_steps=1, use_cpu=True, bf16=False, fp16=False,
             report_to="none", logging_steps=1, save_strategy="no", seed=0, disable_tqdm=True,
-            dataloader_num_workers=0, gradient_checkpointing=args.trl_gradient_checkpointing,
+            dataloader_num_workers=0, gradient_checkpointing=args.trl_gradient_checkpointing, shuffle_dataset=False,
         )
         trainer = GRPOTrainer(model=model, reward_funcs=counter, args=cfg, train_dataset=ds, processing_class=tok,
                               callbacks=[Clock()])

@@ -197,3 +197,41 @@ def test_grpo_update_frees_each_micro_batch_graph(tokenizer):
     # Two micro-batches of 2 hold at most one micro-batch's graph at a time: half the peak
     # of one micro-batch of 4 (plus a little), not the same peak.
     assert peaks[2] < 0.6 * peaks[4]
+
+
+def test_micro_batches_group_similar_lengths(tokenizer):
+    """Each micro-batch is padded to its longest completion: sorting by length pads less."""
+    policy = _policy(tokenizer, "llama")
+    prompts, completions = _ragged(len(tokenizer), (4, 4, 4, 4), (2, 30, 3, 31))
+    with torch.no_grad():
+        old = policy.token_logprobs(prompts, completions).logprobs
+    batch = Batch(prompt_ids=prompts, completion_ids=completions, advantages=[1.0, -1.0, 0.5, -0.5],
+                  old_logprobs=[row[: len(c)].tolist() for row, c in zip(old, completions)])
+    widths: list[int] = []
+    real = policy.token_logprobs
+
+    def recording(prompt_ids, completion_ids, **kw):
+        out = real(prompt_ids, completion_ids, **kw)
+        widths.append(out.logprobs.shape[1])
+        return out
+
+    policy.token_logprobs = recording
+    config = GRPOConfig(lr=1e-6, micro_batch_size=2)
+    stats = grpo_update(policy, make_optimizer(policy.model, config), batch, config)
+    assert sorted(widths) == [3, 31]  # in batch order it would be [30, 31]
+    assert stats.tokens == 66 and not stats.skipped
+
+
+def test_sample_categorical_matches_the_distribution():
+    probs = torch.tensor([[0.0, 0.5, 0.2, 0.3, 0.0], [0.1, 0.0, 0.0, 0.0, 0.9]]).repeat(2000, 1)
+    draws = hf_policy.sample_categorical(probs, torch.Generator().manual_seed(0))
+    assert draws.shape == (4000,) and draws.dtype == torch.long
+    first, second = draws[0::2], draws[1::2]
+    assert set(first.tolist()) <= {1, 2, 3} and set(second.tolist()) <= {0, 4}  # never a 0-probability token
+    freq = torch.bincount(first, minlength=5).double() / first.numel()
+    assert torch.allclose(freq, probs[0].double(), atol=0.04)
+    assert abs((second == 4).double().mean().item() - 0.9) < 0.03
+    again = hf_policy.sample_categorical(probs, torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)  # reproducible for a seed
+    unnormalised = hf_policy.sample_categorical(probs * 7.0, torch.Generator().manual_seed(0))
+    assert torch.equal(draws, unnormalised)
