@@ -393,7 +393,9 @@ def summarise(runs: list[dict]) -> dict:
     per_step = statistics.median(step_s)
     tok_per_step = statistics.mean(tokens)
     return {"median_step_s": per_step, "completion_tokens_per_step": tok_per_step,
-            "tokens_per_s": tok_per_step / per_step, "steps_timed": len(step_s)}
+            "tokens_per_s": tok_per_step / per_step, "steps_timed": len(step_s),
+            "median_step_s_per_round": [statistics.median(r["step_s"]) for r in runs],
+            "tokens_per_step_per_round": [statistics.mean(r["tokens"]) for r in runs]}
 
 
 def main() -> None:
