@@ -614,7 +614,10 @@ def grpo_update(
     totals = dict.fromkeys(("loss", "policy_loss", "kl", "entropy", "clip_fraction", "ratio_mean"), 0.0)
     grad_norm = 0.0
     skipped = False
-    micro = [list(range(s, min(s + config.micro_batch_size, n_local))) for s in range(0, n_local, config.micro_batch_size)]
+    # Micro-batches of similar completion lengths pad less (each is padded to its longest);
+    # the loss is a sum over micro-batches, so their composition does not change the update.
+    by_length = sorted(range(n_local), key=lambda i: len(batch.completion_ids[i]))
+    micro = [by_length[s : s + config.micro_batch_size] for s in range(0, n_local, config.micro_batch_size)]
     for _epoch in range(config.epochs):
         totals = dict.fromkeys(totals, 0.0)
         optimizer.zero_grad(set_to_none=True)
@@ -653,6 +656,9 @@ def grpo_update(
                         terms.loss.backward()
                 for key in totals:
                     totals[key] += float(getattr(terms, key).detach())
+                # Free this micro-batch's graph before the next forward: terms the loss did not
+                # use (the logged entropy) keep their saved tensors alive otherwise.
+                del tl, terms
         finally:
             learner.model = raw_model
         local = torch.tensor([totals[k] for k in totals], dtype=torch.float64, device=device)
