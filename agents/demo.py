@@ -75,6 +75,10 @@ class DemoConfig:
         prompts_per_step: Prompts (groups) per step.
         group_size: Rollouts per prompt (GRPO's G).
         lr: RL learning rate of every method.
+        epochs: Optimizer updates per batch of rollouts. With 1 every update is on-policy (the
+            importance ratio is 1 where the gradient is taken), so clipping never acts and
+            ``clip-higher`` is exactly ``grpo``; 2 or more make the later updates off-policy,
+            as in the paper's asynchronous Pipeline-RL set-up, and give clipping a role.
         sft_steps: SFT steps of ``sft-oracle`` before its RL steps.
         sft_lr: SFT learning rate of ``sft-oracle``.
         n_easy: Easy (pretraining-level) train problems that ``mix-easy`` mixes in.
@@ -109,6 +113,7 @@ class DemoConfig:
     prompts_per_step: int = 16
     group_size: int = 8
     lr: float = 1e-4
+    epochs: int = 1
     sft_steps: int = 50
     sft_lr: float = 1e-3
     n_easy: int = 512
@@ -133,6 +138,8 @@ class DemoConfig:
             raise ConfigError("screen_k, screen_chunk, istar_samples, eval_k and easy_k must be >= 1")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if not self.methods:
             raise ConfigError("methods must name at least one method")
         for name in self.methods + self.revisit_methods:
@@ -151,7 +158,9 @@ class DemoConfig:
     def digest(self, *fields_: str) -> str:
         """Hash of the named fields (all when none): names the cached phases."""
         d = asdict(self)
-        d = {k: d[k] for k in fields_} if fields_ else d
+        if d.get("epochs") == 1:  # added later: configs from before it keep their hashes
+            d.pop("epochs")
+        d = {k: d[k] for k in fields_ if k in d} if fields_ else d
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
     def shared_digest(self) -> str:

@@ -359,6 +359,8 @@ def test_claim_commands_run_the_full_settings_with_only_the_methods_each_claim_n
     assert covered == set(full.methods)
     cfg, _ = config_from_args(parser.parse_args(["demo", "--seeds", "5", "--seed", "3", "--workers", "1"]))
     assert cfg.seeds == (3, 4, 5, 6, 7) and cfg.workers == 1
-    for bad in (["demo", "--seeds", "0"], ["demo", "--workers", "0"]):
+    two, _ = config_from_args(parser.parse_args(["demo", "--full", "--epochs", "2"]))
+    assert two.epochs == 2 and two.shared_digest() != full.shared_digest()  # other runs: another folder
+    for bad in (["demo", "--seeds", "0"], ["demo", "--workers", "0"], ["demo", "--epochs", "0"]):
         with pytest.raises(ConfigError):
             config_from_args(parser.parse_args(bad))

@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="first training seed; runs use SEED, SEED+1, ... (default: %(default)s)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
     p.add_argument("--workers", type=int, help="training runs at a time, one process each (default: the preset's, 2)")
+    p.add_argument("--epochs", type=int,
+                   help="optimizer updates per batch (default 1: fully on-policy, where clip-higher equals grpo)")
     p.set_defaults(func=run)
 
 
@@ -80,6 +82,10 @@ def config_from_args(args: argparse.Namespace) -> tuple["DemoConfig", Path]:
         if args.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {args.workers}")
         cfg = replace(cfg, workers=args.workers)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+        cfg = replace(cfg, epochs=args.epochs)
     out = args.out or Path({"default": "runs/demo", "full": "runs/demo-full", "quick": "runs/demo-quick"}[preset])
     return cfg, out
 
