@@ -373,6 +373,7 @@ class CharLMPolicy:
         *,
         with_entropy: bool = False,
         temperature: float = 1.0,
+        model: torch.nn.Module | None = None,
     ) -> TokenLogprobs:
         """Per-token log-probs of each completion given its prompt, differentiable.
 
@@ -381,7 +382,9 @@ class CharLMPolicy:
         ``mask`` is 1.0 on real completion tokens. The logits are divided by
         ``temperature`` (> 0) before the log-softmax, no top-p: at temperature 1 exactly what
         :meth:`generate` reports in ``Generation.logprobs``; at the sampling temperature the
-        distribution the tokens were drawn from (what the GRPO trainer asks for).
+        distribution the tokens were drawn from (what the GRPO trainer asks for). ``model``
+        (default ``self.model``) is the module to compute with: the trainer passes its
+        ``accelerate``-wrapped one.
         """
         if not temperature > 0:
             raise ConfigError(f"token_logprobs needs a temperature > 0, got {temperature}")
@@ -392,7 +395,8 @@ class CharLMPolicy:
         t = ids.shape[1]
         positions = torch.arange(t).expand_as(ids)
         causal = torch.ones(t, t, dtype=torch.bool).tril()
-        logits = self.model(ids[:, :-1], positions[:, :-1], causal[: t - 1, : t - 1], None)
+        net = model if model is not None else self.model
+        logits = net(ids[:, :-1], positions[:, :-1], causal[: t - 1, : t - 1], None)
         logp_all = (logits.float() / temperature).log_softmax(-1)
         targets = ids[:, 1:]
         logp_tok = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [B, T-1]

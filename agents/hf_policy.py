@@ -341,6 +341,7 @@ class HFPolicy:
         *,
         with_entropy: bool = False,
         temperature: float = 1.0,
+        model: Any = None,
     ) -> TokenLogprobs:
         """Per-token log-probs (and entropies) of completions given prompts, with gradients.
 
@@ -356,6 +357,8 @@ class HFPolicy:
             temperature: The logits are divided by it before the log-softmax (> 0): the
                 log-probs and entropies of the distribution sampled at this temperature
                 (top-p aside), as the GRPO trainer needs for samples drawn at it.
+            model: The module to compute with (default ``self.model``): the trainer passes
+                its ``accelerate``-wrapped one.
 
         Returns:
             :class:`TokenLogprobs` with ``[B, T]`` tensors on the model's device,
@@ -385,7 +388,7 @@ class HFPolicy:
                 mask[b, : len(c)] = True
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         # Logits at columns p_width-1 .. p_width+c_width-2 predict the completion tokens.
-        out = self.model(
+        out = (model if model is not None else self.model)(
             input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=c_width + 1, use_cache=False
         )
         logits = out.logits[:, :-1, :].float()
