@@ -5,7 +5,7 @@
 positions, so a state deep into a long solution looks like the same state at the start of a
 short one) and a key/value cache for generation. :class:`CharLMPolicy` wraps both in the
 :class:`~pope_env.agents.policy.Policy` contract (sampling side) and the learner interface
-the GRPO trainer consumes (:class:`~pope_env.agents.grpo.LearnerPolicy`: ``.model`` and
+the GRPO trainer consumes (:class:`~pope_env.agents.policy.LearnerPolicy`: ``.model`` and
 :meth:`CharLMPolicy.token_logprobs`).
 
 Prompts are plain text; a prompt is encoded as ``BOS + chars`` and a completion ends with
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pope_env.agents.grpo import TokenLogprobs
+from pope_env.agents.policy import TokenLogprobs
 from pope_env.agents.policy import Generation, Prompt, SamplingParams
 from pope_env.errors import ConfigError, DataFormatError
 from pope_env.io import atomic_write_bytes, atomic_write_json
@@ -377,7 +377,7 @@ class CharLMPolicy:
     ) -> TokenLogprobs:
         """Per-token log-probs of each completion given its prompt, differentiable.
 
-        Returns :class:`~pope_env.agents.grpo.TokenLogprobs`: ``logprobs`` and ``entropy``
+        Returns :class:`~pope_env.agents.policy.TokenLogprobs`: ``logprobs`` and ``entropy``
         (nats; only ``with_entropy``) are [B, T_completion_max] right-padded with zeros,
         ``mask`` is 1.0 on real completion tokens. The logits are divided by
         ``temperature`` (> 0) before the log-softmax, no top-p: at temperature 1 exactly what

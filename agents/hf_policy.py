@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 torch = require("torch", "train")
 
 from pope_env.agents.fast_decode import LlamaDecoder, agrees_with_library, unsupported_reason  # noqa: E402
-from pope_env.agents.grpo import TokenLogprobs  # noqa: E402  (after the torch check; re-exported)
+from pope_env.agents.policy import TokenLogprobs  # noqa: E402  (after the torch check; re-exported)
 
 
 class ChatTemplateError(ConfigError):

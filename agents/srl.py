@@ -234,7 +234,7 @@ def train_srl_then_rlvr(
     finished, restoring its final weights) and then resumes the RLVR phase.
 
     Args:
-        learner: The learner policy (see :class:`~pope_env.agents.grpo.LearnerPolicy`).
+        learner: The learner policy (see :class:`~pope_env.agents.policy.LearnerPolicy`).
         srl_problems: Problems with expert steps for the SRL phase.
         rlvr_source: Prompts of the RLVR phase (e.g. the hard split).
         rlvr_reward: The verifiable reward of the RLVR phase.

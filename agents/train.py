@@ -115,7 +115,7 @@ class Trainer:
     """GRPO (and optional SFT warm-up) on a :class:`LearnerPolicy`.
 
     Args:
-        learner: The policy to train (see :class:`~pope_env.agents.grpo.LearnerPolicy`).
+        learner: The policy to train (see :class:`~pope_env.agents.policy.LearnerPolicy`).
         source: The prompts to train on (see :mod:`pope_env.agents.methods`).
         reward_fn: Scores completions.
         config: The run's settings.

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from pope_env.errors import ConfigError, DataFormatError
 from pope_env.problem import Problem
-from pope_env.steps import max_prefix_len
+from pope_env.solution_steps import max_prefix_len
 
 ChatMessages = list[dict[str, str]]
 
@@ -76,7 +76,7 @@ DEFAULT_CONFIG = GuidanceConfig()
 def prefix_cap(problem: Problem) -> int:
     """The largest prefix length ``i`` whose steps do not reveal the final answer.
 
-    The same cap everywhere (:func:`pope_env.steps.max_prefix_len`): the step holding the
+    The same cap everywhere (:func:`pope_env.solution_steps.max_prefix_len`): the step holding the
     first ``\\boxed{...}`` and everything after it are excluded; for steps without a box
     (CHAMP's free-text answers) the step stating the gold answer (else the last step) is
     excluded. ``0`` means no prefix can be shown.

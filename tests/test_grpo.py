@@ -524,3 +524,14 @@ def test_a_learner_without_the_model_keyword_is_refused_for_a_wrapped_module():
     assert learner_logprobs(old, [[3, 4]], [[5, 6]], model=old.model).logprobs.shape == (1, 2)  # its own: fine
     with pytest.raises(ConfigError, match="no `model` keyword"):
         learner_logprobs(old, [[3, 4]], [[5, 6]], model=_Wrapper(old.model))
+
+
+def test_the_learner_contract_lives_with_the_policy_protocol_and_grpo_re_exports_it():
+    import subprocess
+
+    from pope_env.agents import grpo, policy
+
+    assert grpo.TokenLogprobs is policy.TokenLogprobs and grpo.LearnerPolicy is policy.LearnerPolicy
+    # the protocol module stays torch-free
+    code = "import sys, pope_env.agents.policy as p; p.TokenLogprobs, p.LearnerPolicy; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,7 +1,7 @@
 """A minimal real learner policy for tests and benches: a random-weight transformers Llama
 (hidden 64, 2 layers) over a character vocabulary, sampling with its own seeded generator.
 
-It implements the :class:`~pope_env.agents.grpo.LearnerPolicy` contract the trainer needs
+It implements the :class:`~pope_env.agents.policy.LearnerPolicy` contract the trainer needs
 (``generate`` with token ids and temperature-1 log-probs, ``model``, ``token_logprobs`` at any
 temperature, ``tokenize``) and nothing else. Prompts are plain text or chat messages (contents joined).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pope_env.agents.grpo import TokenLogprobs
+from pope_env.agents.policy import TokenLogprobs
 from pope_env.agents.policy import Generation, Prompt, SamplingParams
 
 CHARS = string.digits + string.ascii_letters + " +-*/=,.:;!?()[]{}\\\n$^_'\"<>|"

