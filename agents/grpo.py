@@ -27,15 +27,15 @@ processes (see :mod:`pope_env.agents.train`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
 from pope_env.agents.policy import LearnerPolicy, TokenLogprobs  # re-exported: defined here before
+from pope_env.agents.train_config import ADVANTAGE_KINDS, Aggregation, AdvantageKind, GRPOConfig  # noqa: F401
 from pope_env.agents.update import accumulate_and_step, sum_over_processes
 from pope_env.errors import ConfigError
 
@@ -108,89 +108,8 @@ def _accepts_keyword(fn: Any, name: str) -> bool:
 # ----------------------------------------------------------------------------------------
 # Configuration
 # ----------------------------------------------------------------------------------------
-Aggregation = Literal["token", "sequence"]
-AdvantageKind = Literal["group", "passk", "passk-chen"]
-ADVANTAGE_KINDS: tuple[str, ...] = ("group", "passk", "passk-chen")
-
-
-@dataclass(frozen=True)
-class GRPOConfig:
-    """Hyper-parameters of the GRPO update.
-
-    Attributes:
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        adam_betas: AdamW betas.
-        eps_low: Lower clip range: ratios below ``1 - eps_low`` are clipped (negative A).
-        eps_high: Upper clip range: ratios above ``1 + eps_high`` are clipped (positive A).
-            ``eps_high > eps_low`` is DAPO's clip-higher.
-        scale_by_std: Divide group advantages by the group's reward std (GRPO original);
-            off by default (Dr. GRPO / POPE: mean-centred only).
-        advantage: ``"group"`` (group-relative rewards); ``"passk"``: the POPE paper's pass@k
-            objective, group-relative advantages of the pass@k-transformed rewards
-            (:func:`pope_env.metrics.passk_rewards`), centred (and scaled by std) exactly as
-            ``"group"``; ``"passk-chen"``: Chen et al. 2025's std-normalised pass@k
-            advantages (:func:`pope_env.metrics.passk_advantages`).
-        passk_k: ``k`` of the pass@k objective (both pass@k forms).
-        aggregation: ``"token"``: every token of the batch weighs the same (DAPO);
-            ``"sequence"``: mean over each completion's tokens, then over completions.
-        kl_beta: Weight of the k3 KL estimate to the reference policy (0: no reference).
-        entropy_coef: Weight of the entropy bonus (0: none).
-        epochs: Optimisation passes over each batch of rollouts (PPO's mu; 1 = on-policy).
-        micro_batch_size: Completions per forward/backward pass (gradient accumulation over
-            micro-batches; the loss is normalised over the whole batch, so the update does
-            not depend on this value).
-        max_grad_norm: Gradient clipping threshold (``None``: no clipping).
-        min_group_std: Dynamic sampling: groups whose reward std is at most this value carry
-            no signal and are dropped (and the batch refilled) when ``dynamic_sampling``.
-        dynamic_sampling: Drop zero-variance groups and refill the batch (DAPO).
-        max_refill_rounds: Rounds of extra rollouts dynamic sampling may try before giving
-            up with :class:`~pope_env.agents.rollout.DynamicSamplingError`.
-    """
-
-    lr: float = 1e-6
-    weight_decay: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    eps_low: float = 0.2
-    eps_high: float = 0.2
-    scale_by_std: bool = False
-    advantage: AdvantageKind = "group"
-    passk_k: int = 4
-    aggregation: Aggregation = "token"
-    kl_beta: float = 0.0
-    entropy_coef: float = 0.0
-    epochs: int = 1
-    micro_batch_size: int = 8
-    max_grad_norm: float | None = 1.0
-    min_group_std: float = 0.0
-    dynamic_sampling: bool = False
-    max_refill_rounds: int = 8
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (0 <= self.eps_low < 1, f"eps_low must be in [0, 1), got {self.eps_low}"),
-            (self.eps_high >= 0, f"eps_high must be >= 0, got {self.eps_high}"),
-            (self.advantage in ADVANTAGE_KINDS,
-             f"advantage must be one of {', '.join(ADVANTAGE_KINDS)}, got {self.advantage!r}"),
-            (self.aggregation in ("token", "sequence"),
-             f"aggregation must be 'token' or 'sequence', got {self.aggregation!r}"),
-            (self.passk_k >= 1, f"passk_k must be >= 1, got {self.passk_k}"),
-            (self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}"),
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.micro_batch_size >= 1, f"micro_batch_size must be >= 1, got {self.micro_batch_size}"),
-            (self.max_grad_norm is None or self.max_grad_norm > 0,
-             f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}"),
-            (self.min_group_std >= 0, f"min_group_std must be >= 0, got {self.min_group_std}"),
-            (self.max_refill_rounds >= 0, f"max_refill_rounds must be >= 0, got {self.max_refill_rounds}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
-
-    def replace(self, **changes: Any) -> "GRPOConfig":
-        """A copy with ``changes`` applied (validated)."""
-        return dataclasses.replace(self, **changes)
+# GRPOConfig, Aggregation, AdvantageKind and ADVANTAGE_KINDS live in the torch-free
+# pope_env.agents.train_config (the CLI reads their defaults); re-exported here.
 
 
 # ----------------------------------------------------------------------------------------
