@@ -114,15 +114,9 @@ class LearnerPolicy(Policy, Protocol):
 
     model: torch.nn.Module
 
-    def token_logprobs(
-        self,
-        prompt_ids: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]],
-        *,
-        with_entropy: bool = False,
-        temperature: float = 1.0,
-        model: torch.nn.Module | None = None,
-    ) -> TokenLogprobs: ...
+    def token_logprobs(self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *,
+                       with_entropy: bool = False, temperature: float = 1.0,
+                       model: torch.nn.Module | None = None) -> TokenLogprobs: ...
 
 
 class PolicyAgent:

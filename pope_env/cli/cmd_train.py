@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 from pope_env.cli._sampling_args import add_sampling_arguments
@@ -37,23 +38,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="method(s), comma-separated, each trained from the base model: grpo, pope, "
                           "entropy, clip-higher, passk, passk-chen, mix-easy, sft-oracle, srl, srl-sequence, "
                           f"srl-then-rlvr (see pope_env.agents.methods; default: {','.join(P.methods)})")
-    sub.add_argument("--dataset", default=P.dataset, help=f"training problems (default: {P.dataset})")
+    option = functools.partial(_option, sub)
+    option("--dataset", P, "dataset", "training problems")
     sub.add_argument("--split", help="hard-split file to use instead of measuring one")
     sub.add_argument("--guidance", help="guidance file (i* per problem) to use instead of searching")
-    sub.add_argument("--strategy", default=P.strategy, help=f"prefix-search strategy (default: {P.strategy})")
+    option("--strategy", P, "strategy", "prefix-search strategy")
     sub.add_argument("--out", default="runs/train", help="output folder; re-run to resume (default: runs/train)")
-    sub.add_argument("--steps", type=int, default=T.steps, help=f"GRPO steps per method (default: {T.steps})")
-    sub.add_argument("--prompts-per-step", type=int, default=T.prompts_per_step,
-                     help=f"prompts (groups) per step (default: {T.prompts_per_step})")
-    sub.add_argument("--group-size", type=int, default=T.group_size,
-                     help=f"completions per prompt (default: {T.group_size})")
-    sub.add_argument("--lr", type=float, default=G.lr, help=f"AdamW learning rate (default: {G.lr})")
-    sub.add_argument("--micro-batch-size", type=int, default=G.micro_batch_size,
-                     help=f"completions per backward pass (default: {G.micro_batch_size})")
-    sub.add_argument("--max-grad-norm", type=float, default=G.max_grad_norm,
-                     help=f"gradient clipping (default: {G.max_grad_norm})")
-    sub.add_argument("--kl-beta", type=float, default=G.kl_beta,
-                     help=f"KL weight to the base model (default: {G.kl_beta:g})")
+    option("--steps", T, "steps", "GRPO steps per method")
+    option("--prompts-per-step", T, "prompts_per_step", "prompts (groups) per step")
+    option("--group-size", T, "group_size", "completions per prompt")
+    option("--lr", G, "lr", "AdamW learning rate")
+    option("--micro-batch-size", G, "micro_batch_size", "completions per backward pass")
+    option("--max-grad-norm", G, "max_grad_norm", "gradient clipping")
+    option("--kl-beta", G, "kl_beta", "KL weight to the base model")
     sub.add_argument("--scale-by-std", action="store_true", help="divide group advantages by the reward std")
     sub.add_argument("--dynamic-sampling", action="store_true",
                      help="drop groups with zero reward variance and refill the batch")
@@ -64,29 +61,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           f"(default: TrainConfig.sft_lr, {T.sft_lr})")
     sub.add_argument("--srl-steps", type=int, default=P.srl_steps,
                      help="SRL-phase steps of srl-then-rlvr; --steps then counts the RLVR phase (default: --steps)")
-    sub.add_argument("--srl-sft-steps", type=int, default=P.srl_sft_steps,
-                     help="SRL methods: SFT steps on the expert steps written as <think></think>step before "
-                          f"RL, a format warm start for models that do not yet use the tags (default: {P.srl_sft_steps})")
+    option("--srl-sft-steps", P, "srl_sft_steps", "SRL methods: SFT steps on the expert steps written as "
+           "<think></think>step before RL, a format warm start for models that do not yet use the tags")
     sub.add_argument("--min-group-std", type=float, default=P.min_group_std,
                      help="dynamic sampling threshold: groups with reward std <= this are dropped "
                           "(default: 0.01 for the SRL methods, 0 otherwise)")
     sub.add_argument("--no-rlvr-dynamic-sampling", action="store_true",
                      help="srl-then-rlvr: train the RLVR phase without dynamic sampling (default: with it)")
-    sub.add_argument("--eval-every", type=int, default=T.eval_every,
-                     help=f"evaluate every N steps (default: {T.eval_every})")
-    sub.add_argument("--eval-k", type=int, default=T.eval_k, help=f"samples per evaluation problem (default: {T.eval_k})")
-    sub.add_argument("--eval-problems", type=int, default=P.eval_problems,
-                     help=f"hard problems evaluated (default: {P.eval_problems})")
+    option("--eval-every", T, "eval_every", "evaluate every N steps")
+    option("--eval-k", T, "eval_k", "samples per evaluation problem")
+    option("--eval-problems", P, "eval_problems", "hard problems evaluated")
     sub.add_argument("--reach-problems", type=int, default=P.reach_problems,
                      help="at each evaluation, measure how often the policy's own unguided states on the first N "
                           "hard problems fall into S_good (logged as s_good_overlap; costs N * (1 + "
                           "reach-states * reach-k) completions per evaluation; default: 0, off)")
-    sub.add_argument("--reach-k", type=int, default=P.reach_k,
-                     help=f"continuations per own state (default: {P.reach_k})")
-    sub.add_argument("--reach-states", type=int, default=P.reach_states,
-                     help=f"own states per problem (default: {P.reach_states})")
-    sub.add_argument("--save-every", type=int, default=T.save_every,
-                     help=f"checkpoint every N steps (default: {T.save_every})")
+    option("--reach-k", P, "reach_k", "continuations per own state")
+    option("--reach-states", P, "reach_states", "own states per problem")
+    option("--save-every", T, "save_every", "checkpoint every N steps")
     sub.add_argument("--mixed-precision", default=T.mixed_precision, choices=("auto", "no", "bf16", "fp16"),
                      help=f"auto: bf16 on CUDA, fp32 on CPU (default: {T.mixed_precision})")
     sub.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
@@ -133,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
     _print_table(result.rows)
     print(f"plot: {result.plot}\nsummary: {result.summary}")
     return 0
+
+
+def _option(parser: argparse.ArgumentParser, flag: str, owner: type, name: str, text: str) -> None:
+    """``flag`` whose default (and type) is the config dataclass field ``owner.name``, named in the help."""
+    default = getattr(owner, name)
+    parser.add_argument(flag, type=type(default), default=default, help=f"{text} (default: {default:g})"
+                        if isinstance(default, float) else f"{text} (default: {default})")
 
 
 def _make_learner(args: argparse.Namespace) -> Any:
