@@ -90,9 +90,6 @@ class TrainingDivergedError(PopeEnvError, RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
-_RankShard = RankShard  # its former name here
-
-
 # ----------------------------------------------------------------------------------------
 # The trainer
 # ----------------------------------------------------------------------------------------
