@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pope_env.errors import GuidanceFileError
 from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig
-from pope_env.io import JsonlAppender, PathLike, atomic_write_text, read_headed_jsonl
+from pope_env.io import FileHeader, JsonlAppender, PathLike, atomic_write_text, read_headed_jsonl
 from pope_env.prefix_search import PrefixProbe, Scorer
 from pope_env.problem import Problem
 
@@ -42,8 +42,13 @@ SPLIT_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
-class SplitHeader:
+class SplitHeader(FileHeader):
     """The metadata line of a split file: the settings that produced it."""
+
+    KIND = SPLIT_KIND
+    VERSION = SPLIT_VERSION
+    HEADER_NAME = "hard-split"
+    FILE_NAME = "split file"
 
     dataset: str
     model: str
@@ -52,25 +57,6 @@ class SplitHeader:
     chunk_size: int
     prompt_format: str = "chat"
     sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": SPLIT_KIND, "version": SPLIT_VERSION, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "SplitHeader":
-        if d.get("kind") != SPLIT_KIND:
-            raise ValueError(f"first line is not a hard-split header (kind={d.get('kind')!r})")
-        if d.get("version") != SPLIT_VERSION:
-            raise ValueError(f"unsupported split file version {d.get('version')!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def mismatches(self, other: "SplitHeader") -> list[str]:
-        return [
-            f"{f.name}: file has {getattr(self, f.name)!r}, asked for {getattr(other, f.name)!r}"
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != getattr(other, f.name)
-        ]
 
 
 @dataclasses.dataclass(frozen=True)

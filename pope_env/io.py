@@ -10,13 +10,14 @@ unit. Whole-file outputs (split files, reports, checkpoints' metadata) go throug
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from pope_env.errors import DataFormatError, PopeEnvError
 
@@ -206,3 +207,42 @@ def read_headed_jsonl(
             warnings.warn(f"{msg}; skipped ({redo_hint})", stacklevel=3)
             bad.append(lineno)
     return header, records, bad
+
+
+class FileHeader:
+    """The metadata (first) line of a headed JSONL file (a hard-split or guidance file): a
+    frozen dataclass whose fields are the settings that produced the file, written after
+    ``"kind"`` and ``"version"``.
+
+    Subclasses are dataclasses that set ``KIND`` (the ``"kind"`` value), ``VERSION``,
+    ``HEADER_NAME`` and ``FILE_NAME`` (the words naming them in errors). :meth:`from_json`
+    keeps only known fields, so a newer writer's extra settings do not break a reader.
+    """
+
+    KIND: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+    HEADER_NAME: ClassVar[str] = "file"
+    FILE_NAME: ClassVar[str] = "file"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "version": self.VERSION, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[H], d: dict[str, Any]) -> H:
+        if d.get("kind") != cls.KIND:
+            raise ValueError(f"first line is not a {cls.HEADER_NAME} header (kind={d.get('kind')!r})")
+        if d.get("version") != cls.VERSION:
+            raise ValueError(f"unsupported {cls.FILE_NAME} version {d.get('version')!r}")
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def mismatches(self, other: "FileHeader") -> list[str]:
+        """Human-readable ``field: file has X, asked for Y`` for every differing field."""
+        return [
+            f"{f.name}: file has {getattr(self, f.name)!r}, asked for {getattr(other, f.name)!r}"
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+H = TypeVar("H", bound=FileHeader)
