@@ -23,14 +23,13 @@ resume log and as a record of the base policy's pass@k on the dataset.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pope_env.errors import GuidanceFileError
 from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig
-from pope_env.io import FileHeader, JsonlAppender, PathLike, atomic_write_text, read_headed_jsonl
+from pope_env.io import FileHeader, JsonlAppender, PathLike, open_for_resume, read_headed_jsonl
 from pope_env.prefix_search import PrefixProbe, Scorer
 from pope_env.problem import Problem
 
@@ -151,19 +150,7 @@ def run_hard_split(
                   "max_new_tokens": probe.sampling.max_new_tokens},
     )
     path = Path(out)
-    done: set[str] = set()
-    if path.exists() and path.stat().st_size > 0:
-        existing = load_split(path)
-        diff = existing.header.mismatches(header)
-        if diff:
-            raise GuidanceFileError(f"{path} was made with other settings ({'; '.join(diff)}); "
-                                    "use another --out file or the same settings to resume")
-        if existing.bad_lines:  # drop them so they are redone and the file stays clean
-            rows = [header.to_json()] + [dataclasses.asdict(r) for r in existing.records.values()]
-            atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        done = set(existing.records)
-    else:
-        atomic_write_text(path, json.dumps(header.to_json(), ensure_ascii=False) + "\n")
+    done = set(open_for_resume(path, header, load_split, dataclasses.asdict))
 
     from tqdm.auto import tqdm
 

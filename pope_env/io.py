@@ -246,3 +246,35 @@ class FileHeader:
 
 
 H = TypeVar("H", bound=FileHeader)
+
+
+def open_for_resume(path: PathLike, header: FileHeader, load: Callable[[Path], Any],
+                    record_json: Callable[[Any], Mapping[str, Any]]) -> dict[str, Any]:
+    """Create the headed JSONL file ``path`` holding ``header``, or validate an existing one;
+    returns the finished records of an existing file (problem id -> record).
+
+    ``load(path)`` reads the file (an object with ``header``, ``records`` and ``bad_lines``);
+    its warnings about corrupted lines are passed on. A file made with other settings is
+    refused (:class:`~pope_env.errors.GuidanceFileError` naming every difference); corrupted
+    lines are dropped by rewriting the file atomically with the good records
+    (``record_json(record)``), so those problems are redone.
+    """
+    from pope_env.errors import GuidanceFileError
+
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        atomic_write_text(path, json.dumps(header.to_json(), ensure_ascii=False) + "\n")
+        return {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        existing = load(path)
+    for w in caught:
+        warnings.warn(str(w.message), stacklevel=3)
+    diff = existing.header.mismatches(header)
+    if diff:
+        raise GuidanceFileError(f"{path} was made with other settings ({'; '.join(diff)}); use another --out "
+                                "file or the same settings to resume")
+    if existing.bad_lines:
+        rows = [header.to_json()] + [dict(record_json(r)) for r in existing.records.values()]
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return dict(existing.records)
