@@ -48,7 +48,7 @@ class PipelineConfig:
         limit: Only the first ``limit`` problems.
         split_file: A hard-split file to use instead of measuring one.
         guidance_file: A guidance file (i* per problem) to use instead of searching.
-        strategy: Prefix-search strategy.
+        strategy: Prefix-search strategy (``linear``: the paper's i*, the shortest prefix with a success).
         k: Samples per problem (hard split) and per state (prefix search).
         chunk_size: Samples per generate call in both (``None``: ``max(1, k // 4)``).
         prompt_format: ``"chat"`` messages or plain ``"text"`` prompts.
@@ -69,7 +69,7 @@ class PipelineConfig:
     limit: int | None = None
     split_file: str | None = None
     guidance_file: str | None = None
-    strategy: str = "galloping"
+    strategy: str = "linear"
     k: int = 8
     chunk_size: int | None = None
     prompt_format: str = "chat"

@@ -69,7 +69,7 @@ from typing import Any
 
 from pope_env.errors import ConfigError, GuidanceFileError, UnknownNameError
 from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig, guided_messages, guided_text
-from pope_env.io import PathLike, atomic_write_bytes, atomic_write_json, atomic_write_text
+from pope_env.io import PathLike, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from pope_env.problem import Problem
 
 __all__ = ["FORMATS", "EXPORT_KIND", "ExportResult", "build_rows", "export_pope", "manifest_path"]
@@ -109,14 +109,6 @@ def manifest_path(out: PathLike) -> Path:
     """The manifest written next to an export: ``<out>.pope-export.json``."""
     out = Path(out)
     return out.with_name(out.name + MANIFEST_SUFFIX)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _instruction_sha(config: GuidanceConfig) -> str:
@@ -383,8 +375,8 @@ def export_pope(
     manifest = {
         "kind": EXPORT_KIND, "version": EXPORT_VERSION, "pope_env": __version__,
         "format": format, "dataset": dataset,
-        "split_file": str(split_file), "split_sha256": _sha256(Path(split_file)),
-        "guidance_file": str(guidance_file), "guidance_sha256": _sha256(Path(guidance_file)),
+        "split_file": str(split_file), "split_sha256": sha256_file(split_file),
+        "guidance_file": str(guidance_file), "guidance_sha256": sha256_file(guidance_file),
         "options": {"prompt_format": prompt_format, "seed": seed, "skip_missing": skip_missing,
                     "data_source": data_source, "instruction_sha": _instruction_sha(config)},
     }

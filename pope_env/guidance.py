@@ -11,10 +11,16 @@ Roll-in state ``i``:
     * ``1 <= i <= prefix_cap(problem)`` shows ``z[:i]``: the problem, then the first ``i``
       solution steps under a "Partial solution" heading, with the instruction ``I``.
     * ``i > prefix_cap(problem)`` is refused: the cap excludes the step that holds the final
-      ``\\boxed{}`` answer (and everything after it), so a prefix never reveals the answer.
+      ``\\boxed{}`` answer, any earlier step that already *states* the answer (a final
+      ``= A``, or a math span equal to ``A``; see :mod:`pope_env.answer_leak`), and
+      everything after them, so a prefix never reveals the answer.
 
-A *segment* ``z[start:start+i]`` (the fallback guidance of the prefix search when no prefix
-works) is rendered the same way, with ``start > 0``.
+A *segment* ``z[start:start+i]`` with ``start > 0`` (the fallback guidance of the prefix
+search when no prefix works) is rendered with the segment instruction and heading
+(:attr:`GuidanceConfig.segment_instruction`, :attr:`GuidanceConfig.segment_label`): it is an
+excerpt from the middle of the solution, not its beginning, so the prefix instruction
+("continue from where it stops") would not fit. A segment with ``start == 0`` is a prefix
+and is rendered as one.
 
 Chat form (``system_role=True``, the default)::
 
@@ -30,8 +36,9 @@ base model continues it directly::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from pope_env.answer_leak import scan_problem, scan_problems
 from pope_env.errors import ConfigError, DataFormatError
 from pope_env.problem import Problem
 from pope_env.solution_steps import max_prefix_len
@@ -43,6 +50,12 @@ DEFAULT_INSTRUCTION = (
     "expert. The partial solution is correct. Read it carefully, build on it, and continue "
     "the reasoning step by step from where it stops. Do not start over. Finish with the "
     "final answer written as \\boxed{answer}."
+)
+DEFAULT_SEGMENT_INSTRUCTION = (
+    "You are given a math problem and an excerpt from the middle of a worked solution "
+    "written by an expert. The excerpt is correct, but the steps before and after it are not "
+    "shown. Solve the problem step by step from the start, using the excerpt where it helps. "
+    "Finish with the final answer written as \\boxed{answer}."
 )
 DEFAULT_UNGUIDED_INSTRUCTION = (
     "Solve the math problem step by step. Finish with the final answer written as "
@@ -57,16 +70,21 @@ class GuidanceConfig:
     Attributes:
         instruction: The instruction ``I`` of a guided prompt.
         unguided_instruction: The instruction of the unguided problem (roll-in state 0).
+        segment_instruction: The instruction shown with a segment ``z[start:stop]`` that
+            starts after step 0 (the prefix search's fallback).
         problem_label: Heading before the problem statement.
         prefix_label: Heading before the partial oracle solution.
+        segment_label: Heading before a mid-solution segment.
         system_role: Put the instruction in a ``system`` message (True) or at the top of the
             ``user`` message (False, for chat templates without a system role).
     """
 
     instruction: str = DEFAULT_INSTRUCTION
     unguided_instruction: str = DEFAULT_UNGUIDED_INSTRUCTION
+    segment_instruction: str = DEFAULT_SEGMENT_INSTRUCTION
     problem_label: str = "Problem:"
     prefix_label: str = "Partial solution:"
+    segment_label: str = "Excerpt from the solution:"
     system_role: bool = True
 
 
@@ -76,12 +94,27 @@ DEFAULT_CONFIG = GuidanceConfig()
 def prefix_cap(problem: Problem) -> int:
     """The largest prefix length ``i`` whose steps do not reveal the final answer.
 
-    The same cap everywhere (:func:`pope_env.solution_steps.max_prefix_len`): the step holding the
-    first ``\\boxed{...}`` and everything after it are excluded; for steps without a box
-    (CHAMP's free-text answers) the step stating the gold answer (else the last step) is
-    excluded. ``0`` means no prefix can be shown.
+    The same cap everywhere. Excluded, with every step after them:
+
+    * the step holding the first ``\\boxed{...}`` (:func:`pope_env.solution_steps.max_prefix_len`;
+      for steps without a box, CHAMP's free-text answers, the step containing the gold
+      answer text, else the last step);
+    * the first earlier step that *states* the answer: one of its stated results (the
+      right-hand side of a final ``=``, or a math span) equals the gold answer by the math
+      reward's rules, math-verify included (:mod:`pope_env.answer_leak`).
+
+    ``0`` means no prefix can be shown. Cached per problem (answer and steps): the first
+    call for a problem may run math-verify on a few candidates (well under a second), later
+    calls are a dict look-up. :func:`precompute_caps` fills the cache for many problems in
+    one batch.
     """
-    return max_prefix_len(problem)
+    return scan_problem(problem).cap
+
+
+def precompute_caps(problems: Iterable[Problem], *, progress: bool = False) -> list[int]:
+    """:func:`prefix_cap` of many problems, verified in one parallel batch (and cached), so
+    later calls are free. Use it before a loop that renders prompts for a whole dataset."""
+    return [scan.cap for scan in scan_problems(problems, progress=progress)]
 
 
 def check_guidable(problem: Problem) -> int:
@@ -100,7 +133,7 @@ def check_guidable(problem: Problem) -> int:
         why = (
             "a one-step solution"
             if len(problem.steps) == 1
-            else "a solution whose first step already holds the final answer"
+            else "a solution whose first step already holds or states the final answer"
         )
         raise DataFormatError(
             f"problem {problem.id!r} has {why}; no prefix can be shown without revealing the "
@@ -119,8 +152,8 @@ def _check_span(problem: Problem, prefix_len: int, start: int) -> None:
         span = f"steps [{start}, {start + prefix_len})" if start else f"prefix_len={prefix_len}"
         raise ConfigError(
             f"{span} of problem {problem.id!r} would reveal the final answer: its solution has "
-            f"{len(problem.steps)} steps and the answer is in step {cap} (0-based), so at most "
-            f"{cap} steps can be shown{'' if not start else f' (end <= {cap})'}"
+            f"{len(problem.steps)} steps and step {cap} (0-based) holds or states the answer, so "
+            f"at most {cap} steps can be shown{'' if not start else f' (end <= {cap})'}"
         )
 
 
@@ -151,7 +184,8 @@ def guided_messages(
         prefix_len: Number of oracle steps shown, ``0 <= prefix_len <= prefix_cap(problem)``;
             ``0`` gives the unguided problem.
         config: Wording and layout.
-        start: First step shown (``0`` for a prefix; the fallback segment may start later).
+        start: First step shown (``0`` for a prefix; the fallback segment may start later,
+            and is then shown with ``config.segment_instruction`` and ``segment_label``).
 
     Raises:
         ConfigError: ``prefix_len`` (with ``start``) reaches the step holding the answer;
@@ -160,17 +194,28 @@ def guided_messages(
     """
     if prefix_len == 0 and start == 0:
         return unguided_messages(problem, config)
-    return state_messages(problem, shown_steps(problem, prefix_len, start=start), config)
+    shown = shown_steps(problem, prefix_len, start=start)
+    if start > 0:
+        return _with_instruction(config.segment_instruction, _segment_body(problem, shown, config), config)
+    return state_messages(problem, shown, config)
 
 
 def guided_text(
     problem: Problem, prefix_len: int, config: GuidanceConfig = DEFAULT_CONFIG, *, start: int = 0
 ) -> str:
-    """Plain-text form of :func:`guided_messages`; ends with the partial solution and a
-    newline, so a model without a chat template continues the solution."""
+    """Plain-text form of :func:`guided_messages`; ends with the partial solution (or the
+    segment) and a newline, so a model without a chat template continues the solution."""
     if prefix_len == 0 and start == 0:
         return unguided_text(problem, config)
-    return state_text(problem, shown_steps(problem, prefix_len, start=start), config)
+    shown = shown_steps(problem, prefix_len, start=start)
+    if start > 0:
+        return f"{config.segment_instruction}\n\n{_segment_body(problem, shown, config)}\n"
+    return state_text(problem, shown, config)
+
+
+def _segment_body(problem: Problem, shown: str, config: GuidanceConfig) -> str:
+    return (f"{config.problem_label}\n{problem.question.strip()}\n\n{config.segment_label}\n"
+            f"{shown.strip()}")
 
 
 def state_messages(

@@ -6,10 +6,12 @@ from which the base policy solves the guided problem at least once in ``k`` samp
     i*(x) = min { i in 1..cap(x) : successes(x, i) >= 1 over k samples }
 
 ``cap(x)`` (:func:`pope_env.guidance.prefix_cap`) excludes the step that holds the final
-answer. ``i = 0``, the unguided problem, is *not* part of the search: the search runs on hard
+answer and any earlier step that already states it. ``i = 0``, the unguided problem, is *not* part of the search: the search runs on hard
 problems, whose unguided pass@k the hard split already measured as 0. If no ``i`` works the
-problem gets the *fallback*: a seeded random contiguous segment of fewer than a quarter of
-the solution's steps (:func:`fallback_segment`), shown in place of the prefix.
+problem gets the *fallback*: a seeded random contiguous segment shorter than a quarter of
+the solution (:func:`fallback_segment`; for solutions of at most 4 steps the quarter is
+measured in characters, and a solution without a short enough step gets none), shown in
+place of the prefix with an instruction for a mid-solution excerpt.
 
 Measurement. ``successes(x, i)`` is measured by :class:`PrefixProbe`: ``k`` samples of the
 roll-in prompt at state ``i``, drawn in chunks of ``chunk_size`` whose sampling seed is
@@ -21,43 +23,39 @@ whether they stop a measurement at its first success (early stopping), which cha
 rollouts spent but not the success verdict. A success in any chunk proves a state
 solvable; a state is a failure only once all ``k`` samples failed.
 
-Strategies (:data:`STRATEGIES`):
+Strategies (:data:`STRATEGIES`). What each returns, exactly:
 
-* ``linear`` (reference): measure i = 1, 2, ... with all k samples each; stop at the
-  first success.
-* ``galloping``: measure the cap first (if it fails, assume no prefix works: fallback),
-  then ``i = 1`` (if it succeeds, i* = 1, as the linear scan finds); otherwise gallop down
-  from the cap (cap - 1, cap - 2, cap - 4, ...) until a failure and bisect between that
-  failure and the shortest success. Measurements stop at their first success. A failure
-  costs all ``k`` samples while a success usually costs one chunk, and success rises with
-  i on hard problems, so the search is built to measure few failing states: two when
-  i* = cap (states 1 and cap - 1), one when no prefix works (the cap), none when i* = 1.
-* ``scouting``: draw *one chunk* of states ``1, 2, ...`` until one succeeds, then finish the
-  state just below the lowest success (stopping at its first success; a success moves the
-  search one state down). Only the verified failure ``i* - 1`` (or the cap, when no prefix
-  works) costs all ``k`` samples; every state below it costs one chunk, where the linear scan
-  pays ``k``.
-
+* ``linear`` (the reference and the default): measure ``i = 1, 2, ...``, each until its
+  first success (a failure costs all ``k`` samples); return the first state with a success.
+  This *is* the paper's i*: every state below it failed all ``k`` samples. It is also the
+  cheapest strategy that returns the paper's i* for certain: a state is ruled out only by
+  ``k`` failures, so any such strategy must measure every ``i < i*`` in full.
+* ``galloping``: the cap, then ``i = 1``, then down from the cap (cap - 1, cap - 2,
+  cap - 4, ...) until a failure, then bisect between that failure and the shortest success;
+  if the cap fails, the linear scan of ``1..cap-1``. Returns a *local* minimum.
+* ``scouting``: one chunk of states ``1, 2, ...`` until one succeeds, then finish the state
+  just below the lowest success (a success moves the search one state down). If no scout
+  succeeds, the linear scan (reusing the scouted chunks). Returns a *local* minimum.
 * ``anchored``: learn from the problems searched before this one. Their i* sit at a
-  typical distance below their cap (a base model can finish the last few steps of a solution
-  itself, so ``cap - i*`` varies far less than i*); measure the state at the median distance
-  (over the last :data:`ANCHOR_WINDOW` problems that found a prefix) first, stopping at its
-  first success. A success: finish the states below it one by one
-  until one fails all ``k`` samples. A failure: it is already the verified ``i* - 1`` when
-  the guess was one too low; otherwise go up one state at a time. When the guess is right the
-  search costs what verifying i* costs (``k`` samples at ``i* - 1``, one success at ``i*``)
-  and nothing for the states below. The first problem of a run, with nothing to learn from,
-  is searched with ``scouting``. The history is the finished problems that come before this
-  one in the problem list, so a resumed run searches exactly as an uninterrupted one.
+  typical distance below their cap; measure the state at the median distance (over the last
+  :data:`ANCHOR_WINDOW` problems that found a prefix) first. A success: finish the states
+  below it one by one until one fails all ``k`` samples. A failure: go up one state at a
+  time (states below a failed guess are not measured unless nothing up to the cap
+  succeeds). The first problem of a run, with nothing to learn from, is searched with
+  ``scouting``. The history is the finished problems that come before this one in the
+  problem list, so a resumed run searches exactly as an uninterrupted one. Returns a
+  *local* minimum.
 
-Guarantee. Every i* returned is *verified*: ``i*`` was measured with a success and ``i* - 1``
-was measured with all ``k`` samples and without a success (or ``i* = 1``). Success is
-monotone in i only in expectation, so ``galloping``, ``scouting`` and ``anchored`` return
-the linear scan's i* exactly when no state below the failure they verified would have
-succeeded (a "lucky" success the scan meets first); then they agree because they measure the
-same events (``scouting`` catches such a success when it falls in the one chunk it drew
-there).
-``bench/prefix_search.py`` measures how often.
+Guarantees. ``linear`` returns the paper's i*. ``galloping``, ``scouting`` and
+``anchored`` return a *verified local minimum*: ``i*`` was measured with a success and
+``i* - 1`` with all ``k`` samples and no success (or ``i* = 1``); a state further below may
+be unmeasured or only partly measured. Success is monotone in i only in expectation, so with
+a lucky success at some ``j < i* - 1`` the linear scan returns ``j`` while they return the
+larger local minimum (they agree whenever no such state exists, because all strategies
+measure the same random events). Every strategy's "no prefix works" (``None``, the
+fallback) is verified the same way: it is declared only after every state ``1..cap`` failed
+all ``k`` samples. ``bench/prefix_search.py`` measures how often the fast strategies agree
+with ``linear``.
 
 Guidance file (JSONL, :func:`load_guidance`): a header line, then one line per problem::
 
@@ -69,7 +67,8 @@ Guidance file (JSONL, :func:`load_guidance`): a header line, then one line per p
      "evidence": [[5, 1, 2], [1, 0, 8], [4, 1, 2], [2, 0, 8], [3, 1, 2]]}
 
 ``segment`` is the ``[start, stop)`` range of oracle steps to show (``[0, i*]`` for a found
-prefix); ``evidence`` lists every ``[i, successes, samples]`` measured, in order, one row per
+prefix; ``[0, 0]`` for a fallback on a solution too short for one: no guidance);
+``evidence`` lists every ``[i, successes, samples]`` measured, in order, one row per
 installment (a state measured in two installments has two rows;
 :meth:`GuidanceRecord.by_state` sums them). ``prompt_format`` is ``"chat"``, ``"text"`` or
 ``"custom:<module>.<name>"`` for a callable renderer. The file is
@@ -92,7 +91,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pope_env.errors import ConfigError, DataFormatError, GuidanceFileError
-from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig, check_guidable, guided_messages, guided_text
+from pope_env.guidance import (
+    DEFAULT_CONFIG,
+    GuidanceConfig,
+    check_guidable,
+    guided_messages,
+    guided_text,
+    precompute_caps,
+)
 from pope_env.io import JsonlAppender, PathLike, atomic_write_text, read_headed_jsonl
 from pope_env.problem import Problem
 
@@ -328,24 +334,59 @@ class _StateProgress:
 
 
 def linear_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | None:
-    """Reference: the first ``i`` in ``1..cap`` with a success, all ``k`` samples each."""
+    """Reference: the paper's i*, the smallest ``i`` in ``1..cap`` with a success in ``k``.
+
+    Measures ``i = 1, 2, ...`` in order, each until its first success (at most ``k``
+    samples); returns the first state with a success. Every state below the returned i*
+    failed all ``k`` samples, so it is exactly ``min { i : successes(x, i) >= 1 }``; ``None``
+    means every state ``1..cap`` failed all ``k`` samples.
+
+    No strategy can return this i* for certain with fewer samples: a state is ruled out only
+    by ``k`` failures, so every ``i < i*`` must be fully measured, and i* needs a success.
+    Linear measures exactly that; the other strategies save rollouts by *not* measuring some
+    states below their answer, which is why they guarantee less.
+    """
     for i in range(1, cap + 1):
-        if probe.measure(problem, i, early_stop=False).successes:
+        if probe.measure(problem, i, early_stop=True).successes:
+            return i
+    return None
+
+
+def _first_success_upward(probe: PrefixProbe, problem: Problem, states: Iterable[int]) -> int | None:
+    """Finish ``states`` in increasing order (each until its first success, states already
+    failed skipped); the first that succeeds, or ``None`` when all fail all ``k`` samples.
+
+    When every state below ``states`` is already a verified failure, the state returned is
+    the linear scan's i* and ``None`` is a verified "no prefix works"."""
+    for i in sorted(states):
+        if probe.is_failure(problem, i):
+            continue
+        if probe.measure(problem, i, early_stop=True).successes:
             return i
     return None
 
 
 def galloping_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | None:
-    """Cap, then 1, then top-down galloping with bisection; returns a verified i*.
+    """Cap, then 1, then top-down galloping with bisection.
 
-    See the module docstring for the order of measurements and the guarantee.
+    Order: the cap; if it fails all ``k`` samples, the states ``1..cap-1`` in increasing
+    order (the linear scan: a prefix is found only below the cap when success is not
+    monotone, and "no prefix works" is declared only once all of ``1..cap`` failed all
+    ``k`` samples). Otherwise state 1 (a success: i* = 1, as the linear scan finds), then
+    ``cap - 1, cap - 2, cap - 4, ...`` until a failure, then bisection between that failure
+    and the shortest success. Every measurement stops at its first success.
+
+    Guarantee: the returned i* succeeded and ``i* - 1`` failed all ``k`` samples (or
+    i* = 1): a *local* minimum. States below ``i* - 1`` other than state 1 may be unmeasured,
+    so when success is not monotone in i (a lucky success at some ``j < i* - 1``) the linear
+    scan returns that smaller j instead. ``None`` is verified: every state failed all ``k``.
     """
 
     def solved(i: int) -> bool:
         return probe.measure(problem, i, early_stop=True).successes > 0
 
     if not solved(cap):
-        return None
+        return _first_success_upward(probe, problem, range(1, cap))
     if cap == 1 or solved(1):
         return 1
     success, failure = cap, 1  # shortest known success; longest known failure below it
@@ -369,25 +410,27 @@ def galloping_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | No
 def scouting_search(
     probe: PrefixProbe, problem: Problem, cap: int, *, scout_chunks: int = 1
 ) -> int | None:
-    """Scout upward with ``scout_chunks`` chunks per state, then confirm downward; a verified i*.
+    """Scout upward with ``scout_chunks`` chunks per state, then confirm downward.
 
     1. *Scout*: draw the first ``scout_chunks`` chunks (stopping at a success) of states
        ``1, 2, ...`` and stop at the first state with a success: the lowest state proven
-       solvable, ``lowest`` (none up to the cap: ``cap + 1``). The states below i*, which
-       the linear scan pays ``k`` samples each for, cost ``scout_chunks`` chunks each here.
+       solvable, ``lowest``. The states below i*, which the linear scan pays ``k`` samples
+       each for, cost ``scout_chunks`` chunks each here.
     2. *Confirm*: finish the state ``lowest - 1`` (its remaining chunks, stopping at the first
        success; scouted chunks are reused, never redrawn). All ``k`` samples failed: it is a
-       verified failure and ``lowest`` is i* (``cap + 1``: no prefix works). A success
-       makes it the new ``lowest``, and the state below is confirmed next.
+       verified failure and ``lowest`` is i*. A success makes it the new ``lowest``, and the
+       state below is confirmed next.
+    3. *No scout succeeded*: finish the states ``1..cap`` in increasing order (the linear
+       scan, reusing the scouted chunks); the first success is i*, and "no prefix works"
+       is declared only once every state failed all ``k`` samples.
 
-    The only state that costs all ``k`` samples is the verified failure ``i* - 1`` (the cap
-    when no prefix works); i* = 1 costs one chunk when the first one succeeds. Like
-    :func:`galloping_search` it trusts that states below a verified failure fail too. It
-    returns the linear scan's i* unless the scouts miss the success at that state (it lies
-    beyond the scouted chunks) *and* some state between it and the lowest scouted success
-    fails all ``k`` samples (success is not monotone there). ``scout_chunks`` trades
-    rollouts for agreement: with ``scout_chunks = n_chunks`` this is the linear scan with
-    early stopping, which always agrees.
+    Guarantee: the returned i* succeeded and ``i* - 1`` failed all ``k`` samples (or
+    i* = 1): a *local* minimum; states below ``i* - 1`` were scouted with only
+    ``scout_chunks`` chunks. It returns the linear scan's i* unless the scouts miss the
+    success at that state (it lies beyond the scouted chunks) *and* some state between it
+    and the lowest scouted success fails all ``k`` samples (success is not monotone there).
+    ``None`` is verified: every state failed all ``k``. ``scout_chunks`` trades rollouts for
+    agreement: with ``scout_chunks = n_chunks`` this is the linear scan, which always agrees.
 
     Raises:
         ConfigError: ``scout_chunks`` is not a positive integer.
@@ -395,10 +438,12 @@ def scouting_search(
     if isinstance(scout_chunks, bool) or not isinstance(scout_chunks, int) or scout_chunks < 1:
         raise ConfigError(f"scout_chunks must be an integer >= 1, got {scout_chunks!r}")
     lowest = next((i for i in range(1, cap + 1) if probe.measure(
-        problem, i, early_stop=True, max_chunks=scout_chunks).successes), cap + 1)
+        problem, i, early_stop=True, max_chunks=scout_chunks).successes), None)
+    if lowest is None:
+        return _first_success_upward(probe, problem, range(1, cap + 1))
     while lowest > 1 and probe.measure(problem, lowest - 1, early_stop=True).successes:
         lowest -= 1
-    return lowest if lowest <= cap else None
+    return lowest
 
 
 #: How many recent problems (those that found a prefix) :func:`anchored_search` learns from.
@@ -408,20 +453,26 @@ ANCHOR_WINDOW = 256
 def anchored_search(
     probe: PrefixProbe, problem: Problem, cap: int, *, history: Sequence["GuidanceRecord"] = ()
 ) -> int | None:
-    """Start at the state the earlier problems point to, then verify; a verified i*.
+    """Start at the state the earlier problems point to, then verify.
 
     ``history`` holds the records of the problems searched before this one. The guess is
     ``cap - d`` (clipped to ``1..cap``) with ``d`` the median of ``cap - i*`` over the last
     :data:`ANCHOR_WINDOW` records that found a prefix (recent ones, so a long run costs
     linear time and follows a drift in difficulty); without any, :func:`scouting_search`
-    decides. From the guess:
+    decides. From the guess (every measurement stops at its first success):
 
-    * success: measure ``guess - 1``, ``guess - 2``, ... (each stopping at its first success)
-      until one fails all ``k`` samples or state 1 succeeds; i* is the lowest success.
+    * success: measure ``guess - 1``, ``guess - 2``, ... until one fails all ``k`` samples
+      or state 1 succeeds; i* is the lowest success.
     * failure (all ``k`` samples): measure ``guess + 1``, ``guess + 2``, ... up to the cap;
-      i* is the first success (the state below it is a verified failure), else ``None``.
+      i* is the first success (the state below it is a verified failure). The states below a
+      failed guess are *not* measured then. Only if every state from the guess to the cap
+      fails are the states ``1..guess-1`` finished in increasing order (the first success
+      is i*), so "no prefix works" is declared only once every state failed all ``k``.
 
-    Like the other strategies it trusts that states below a verified failure fail too.
+    Guarantee: the returned i* succeeded and ``i* - 1`` failed all ``k`` samples (or
+    i* = 1): a *local* minimum. After a successful guess, a lucky success below the first
+    failure is missed; after a failed guess, any success below the guess is missed (unless
+    nothing above succeeds). ``None`` is verified: every state failed all ``k``.
     """
     distances = sorted(itertools.islice(
         (r.cap - r.i_star for r in reversed(history) if r.i_star is not None), ANCHOR_WINDOW))
@@ -437,7 +488,10 @@ def anchored_search(
         while lowest > 1 and solved(lowest - 1):
             lowest -= 1
         return lowest
-    return next((i for i in range(guess + 1, cap + 1) if solved(i)), None)
+    above = next((i for i in range(guess + 1, cap + 1) if solved(i)), None)
+    if above is not None:
+        return above
+    return _first_success_upward(probe, problem, range(1, guess))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -457,23 +511,26 @@ class SearchStrategy:
 STRATEGIES: dict[str, SearchStrategy] = {
     s.name: s
     for s in (
-        SearchStrategy("linear", linear_search, "i = 1, 2, ... with k samples each (reference)"),
+        SearchStrategy("linear", linear_search,
+                       "i = 1, 2, ... until the first success (k samples per failure): the "
+                       "paper's i*, the smallest i with a success (default)"),
         SearchStrategy(
             "galloping",
             galloping_search,
-            "cap, then 1, then gallop down from the cap and bisect; early stop at the first success",
+            "cap, then 1, then gallop down from the cap and bisect; returns a local minimum "
+            "(a success at i*, k failures at i* - 1)",
         ),
         SearchStrategy(
             "scouting",
             scouting_search,
             "one chunk per state from i = 1 up to the first success, then finish the states "
-            "below it; only i* - 1 costs all k samples",
+            "below it; only i* - 1 costs all k samples; returns a local minimum",
         ),
         SearchStrategy(
             "anchored",
             anchored_search,
             "start at the distance below the cap where earlier problems' i* lay, then verify; "
-            "a right guess costs only the verification",
+            "a right guess costs only the verification; returns a local minimum",
             uses_history=True,
         ),
     )
@@ -496,15 +553,34 @@ def get_strategy(name: str) -> SearchStrategy:
 def fallback_segment(problem: Problem, seed: int) -> tuple[int, int]:
     """The seeded random contiguous segment ``[start, stop)`` used when no prefix works.
 
-    Its length is ``ceil(n / 4) - 1`` steps for a solution of ``n`` steps, i.e. fewer than a
-    quarter of the steps, but at least one step (solutions of up to 4 steps get one step);
-    it lies within the first ``cap`` steps, so it never shows the answer. The start is drawn
-    uniformly with a generator seeded by ``(seed, problem id)``.
+    The paper shows a random segment *shorter than a quarter* of the oracle solution. Here:
+
+    * a solution of ``n >= 5`` steps gets ``ceil(n / 4) - 1`` whole steps (the most whole
+      steps that are fewer than ``n / 4``), at most ``cap`` of them;
+    * a solution of ``n <= 4`` steps has no non-empty run of whole steps under a quarter of
+      its steps, so the quarter is measured in characters: the segment is one step whose
+      text (whitespace stripped) is shorter than a quarter of the whole solution's text;
+    * if no such step lies within the first ``cap`` steps, the segment is empty, ``(0, 0)``:
+      no guidance (the problem is shown unguided, as a prefix of length 0 is).
+
+    The segment always lies within the first ``cap`` steps, so it never shows the answer.
+    Its start (or the step) is drawn uniformly with a generator seeded by ``(seed, problem
+    id)``. A segment starting after step 0 is rendered as an excerpt
+    (:attr:`pope_env.guidance.GuidanceConfig.segment_instruction`), not as a prefix.
     """
     cap = check_guidable(problem)
-    length = min(max(1, math.ceil(len(problem.steps) / 4) - 1), cap)
-    start = random.Random(derive_seed(seed, problem.id, "fallback")).randint(0, cap - length)
-    return start, start + length
+    rng = random.Random(derive_seed(seed, problem.id, "fallback"))
+    n = len(problem.steps)
+    length = min(math.ceil(n / 4) - 1, cap)
+    if length >= 1:
+        start = rng.randint(0, cap - length)
+        return start, start + length
+    total = len(problem.solution.strip()) if problem.solution.strip() else len("".join(problem.steps).strip())
+    short = [j for j in range(cap) if 0 < len(problem.steps[j].strip()) < total / 4]
+    if not short:
+        return 0, 0
+    start = rng.choice(short)
+    return start, start + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -515,7 +591,8 @@ class GuidanceRecord:
         problem_id: The problem.
         i_star: Shortest verified prefix length, or ``None`` when no prefix worked.
         fallback: True when ``segment`` is the random fallback segment.
-        segment: ``[start, stop)`` of the oracle steps to show: ``(0, i_star)`` or the fallback.
+        segment: ``[start, stop)`` of the oracle steps to show: ``(0, i_star)`` or the fallback
+            (``(0, 0)`` when the solution is too short for a fallback segment: no guidance).
         cap: The problem's prefix cap (steps that can be shown without the answer).
         n_steps: Steps in the oracle solution.
         evidence: Every measurement made, in order.
@@ -575,7 +652,8 @@ class GuidanceRecord:
             n_steps=int(d["n_steps"]),
             evidence=tuple(Measurement.from_json(r) for r in d.get("evidence", ())),
         )
-        if not 0 <= record.start < record.segment[1] <= record.cap:
+        empty = record.fallback and record.segment == (0, 0)  # a fallback with no guidance
+        if not empty and not 0 <= record.start < record.segment[1] <= record.cap:
             raise ValueError(f"segment {list(record.segment)} is not inside [0, cap={record.cap}]")
         if record.fallback == (record.i_star is not None):
             raise ValueError("exactly one of i_star and fallback must be set")
@@ -715,7 +793,7 @@ def run_prefix_search(
     dataset: str,
     out: PathLike,
     k: int = 8,
-    strategy: "str | SearchStrategy" = "galloping",
+    strategy: "str | SearchStrategy" = "linear",
     seed: int = 0,
     scorer: Scorer | None = None,
     sampling: "SamplingParams | None" = None,
@@ -734,8 +812,10 @@ def run_prefix_search(
         out: Guidance file; if it exists with the same settings, finished problems are
             skipped; corrupted lines are reported by number, dropped, and redone.
         k: Samples per measured state.
-        strategy: A name in :data:`STRATEGIES`, or a :class:`SearchStrategy` (a variant
-            with other parameters, say); the header records its name.
+        strategy: A name in :data:`STRATEGIES` (default ``linear``, the paper's i*; the
+            others return a verified local minimum, see the module docstring), or a
+            :class:`SearchStrategy` (a variant with other parameters, say); the header
+            records its name.
         seed: Root seed of all sampling and of the fallback segments.
         scorer: Verdicts per completion; default :func:`default_scorer` (math-verify).
         sampling: Sampling settings (default: temperature 1, the policy contract's defaults).
@@ -770,6 +850,7 @@ def run_prefix_search(
                   "max_new_tokens": probe.sampling.max_new_tokens},
         instruction_sha=hashlib.sha256(config.instruction.encode()).hexdigest()[:12],
     )
+    precompute_caps(problems, progress=progress)  # one parallel answer-leak scan, then cached
     bad = unusable_problems(problems)
     if bad and not skip_unusable:
         shown = "; ".join(list(bad.values())[:3])

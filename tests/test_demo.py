@@ -306,3 +306,59 @@ def test_quick_demo_runs_end_to_end_reports_and_resumes(tmp_cache, tmp_path, cap
     again = capsys.readouterr().out
     assert "reusing 4 finished run(s)" in again
     assert json.loads((out / "summary.json").read_text())["labels"] == summary["labels"]
+
+
+@pytest.mark.slow
+def test_demo_killed_mid_training_resumes_to_complete_results(tmp_cache, tmp_path):
+    """kill -9 of the whole demo (every process) while runs train; a re-run finishes them
+    from their checkpoints, and each run's log holds every step exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "pope_env", "demo", "--quick", "--out", str(out)]
+    env = dict(os.environ, POPE_ENV_CACHE=str(tmp_cache))
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    ckpts = lambda: list((out / "runs").glob("*/checkpoints/*"))  # noqa: E731
+    while not ckpts() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpts(), "no training checkpoint appeared before the deadline"
+    assert not (out / "summary.json").exists()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed_runs"] == {} and set(summary["labels"]) == {"grpo", "pope"}
+    cfg = get_preset("quick")
+    for run in (out / "runs").iterdir():
+        steps = [json.loads(line)["step"] for line in (run / "train_log.jsonl").read_text().splitlines()]
+        assert steps == list(range(1, cfg.steps + 1)), run.name
+
+
+def test_claim_commands_run_the_full_settings_with_only_the_methods_each_claim_needs(tmp_path):
+    import argparse
+
+    from pope_env.cli.cmd_demo import CLAIMS, config_from_args, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    full, out = config_from_args(parser.parse_args(["demo", "--full"]))
+    assert out.name == "demo-full"
+    covered: set[str] = set()
+    for claim, (methods, revisit) in CLAIMS.items():
+        cfg, claim_out = config_from_args(parser.parse_args(["demo", "--claim", claim]))
+        assert cfg.methods == methods and cfg.revisit_methods == revisit and claim_out == out
+        assert cfg.shared_digest() == full.shared_digest()  # same testbed and runs as --full
+        assert {"grpo", "pope"} <= set(methods) and set(methods) <= set(full.methods)
+        covered |= set(methods)
+    assert covered == set(full.methods)
+    cfg, _ = config_from_args(parser.parse_args(["demo", "--seeds", "5", "--seed", "3", "--workers", "1"]))
+    assert cfg.seeds == (3, 4, 5, 6, 7) and cfg.workers == 1
+    for bad in (["demo", "--seeds", "0"], ["demo", "--workers", "0"]):
+        with pytest.raises(ConfigError):
+            config_from_args(parser.parse_args(bad))

@@ -22,7 +22,7 @@ def make(steps, answer="7", pid="p"):
                    answer=answer, source="test")
 
 
-MATHY = make(["We add the numbers.\n\n", "$3+4=7$.\n\n", "So the answer is $\\boxed{7}$."])
+MATHY = make(["We add the numbers.\n\n", "Count on from $3$ by $4$.\n\n", "So the answer is $\\boxed{7}$."])
 
 
 def test_guided_messages_show_problem_prefix_and_instruction():
@@ -31,9 +31,9 @@ def test_guided_messages_show_problem_prefix_and_instruction():
     assert messages[0] == {"role": "system", "content": config.instruction}
     user = messages[1]["content"]
     assert messages[1]["role"] == "user"
-    assert "What is 3+4?" in user and "We add the numbers." in user and "$3+4=7$." in user
+    assert "What is 3+4?" in user and "We add the numbers." in user and "by $4$." in user
     assert "boxed" not in user
-    assert user.index("What is 3+4?") < user.index("Partial solution:") < user.index("$3+4=7$")
+    assert user.index("What is 3+4?") < user.index("Partial solution:") < user.index("by $4$")
 
 
 def test_prefix_zero_is_the_unguided_problem():
@@ -70,7 +70,7 @@ def test_no_prefix_ever_reveals_the_boxed_answer(n_ops):
 def test_cap_stops_at_the_first_boxed_step_even_if_more_steps_follow():
     p = make(["Add.\n\n", "$\\boxed{7}$\n\n", "Check: 7-4=3.\n\n"])
     assert prefix_cap(p) == 1
-    with pytest.raises(ConfigError, match="answer is in step 1"):
+    with pytest.raises(ConfigError, match="step 1 \\(0-based\\) holds or states the answer"):
         guided_text(p, 2)
 
 
@@ -81,13 +81,32 @@ def test_segment_rendering_shows_a_middle_segment():
         guided_text(p, 2, start=3)
 
 
+def test_a_middle_segment_has_its_own_instruction_not_the_beginning_of_a_solution():
+    p = make(["A.\n", "B.\n", "C.\n", "D.\n", "\\boxed{7}"])
+    config = GuidanceConfig()
+    assert "beginning of a worked solution" in config.instruction
+    system, user = guided_messages(p, 2, start=1)
+    assert system == {"role": "system", "content": config.segment_instruction}
+    assert "middle" in config.segment_instruction and "beginning" not in config.segment_instruction
+    assert "Excerpt from the solution:\nB.\nC." in user["content"]
+    assert "Partial solution:" not in user["content"]
+    text = guided_text(p, 2, start=1)
+    assert text.startswith(config.segment_instruction) and text.endswith("B.\nC.\n")
+    # a segment that starts at step 0 is a prefix and is shown as one
+    assert guided_messages(p, 2, start=0)[0]["content"] == config.instruction
+    custom = GuidanceConfig(segment_instruction="Hint below.", segment_label="Hint:", system_role=False)
+    (only,) = guided_messages(p, 1, custom, start=2)
+    assert only["content"].startswith("Hint below.\n\n") and "Hint:\nC." in only["content"]
+
+
 @pytest.mark.parametrize(
     "steps,needle",
     [
         ([], "no oracle solution steps"),
         (["   "], "no oracle solution steps"),
         (["The answer is $\\boxed{7}$."], "one-step solution"),
-        (["So $\\boxed{7}$.\n", "Done.\n"], "first step already holds the final answer"),
+        (["So $\\boxed{7}$.\n", "Done.\n"], "first step already holds or states the final answer"),
+        (["So $x = 7$.\n", "Hence $\\boxed{7}$.\n"], "first step already holds or states the final answer"),
     ],
 )
 def test_unguidable_problems_are_refused(steps, needle):
@@ -109,7 +128,10 @@ def test_no_prefix_of_any_math500_solution_reveals_the_boxed_answer():
     from pope_env.datasets import load_dataset
     from pope_env.guidance import shown_steps
 
+    from pope_env.guidance import precompute_caps
+
     guidable = 0
+    precompute_caps(load_dataset("math500"))  # one parallel batch instead of 500 small ones
     for problem in load_dataset("math500"):
         try:
             cap = check_guidable(problem)

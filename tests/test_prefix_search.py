@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from arith_policy import ArithmeticSolverPolicy, math_verify_scorer
+from arith_policy import ArithmeticSolverPolicy, _parse, math_verify_scorer
 from pope_env.datasets import arithmetic
 from pope_env.errors import ConfigError, DataFormatError, GuidanceFileError, UnknownNameError
-from pope_env.guidance import guided_text
+from pope_env.guidance import guided_text, prefix_cap
 from pope_env.prefix_search import (
     GuidanceRecord,
     Measurement,
     PrefixProbe,
     SearchStrategy,
+    anchored_search,
     fallback_segment,
     load_guidance,
     run_prefix_search,
@@ -42,13 +44,14 @@ def search(out, strategy="galloping", problems=PROBLEMS, error_rate=0.35, span=N
                              progress=False, **kw)
 
 
-def test_galloping_finds_the_linear_i_star_with_fewer_rollouts(tmp_path):
+def test_galloping_finds_the_linear_i_star_here(tmp_path):
+    # (Its rollouts are not compared: here i* is mostly 1-2, where the linear scan, which
+    # stops at its first success, is the cheaper of the two.)
     linear = search(tmp_path / "linear.jsonl", "linear")
     gallop = search(tmp_path / "gallop.jsonl", "galloping")
     assert set(linear.records) == set(gallop.records) == {p.id for p in PROBLEMS}
     same = [pid for pid in linear.records if linear[pid].i_star == gallop[pid].i_star]
     assert len(same) == len(PROBLEMS)
-    assert sum(r.rollouts for r in gallop.records.values()) < sum(r.rollouts for r in linear.records.values())
     for pid, r in gallop.records.items():
         measured = {m.prefix_len: m for m in r.evidence}
         assert measured[r.i_star].successes > 0
@@ -60,13 +63,14 @@ def test_galloping_finds_the_linear_i_star_with_fewer_rollouts(tmp_path):
                 assert (m.successes > 0) == (measured[m.prefix_len].successes > 0)
 
 
-def test_scouting_finds_the_linear_i_star_with_fewer_rollouts(tmp_path):
+def test_scouting_finds_the_linear_i_star_here(tmp_path):
+    # (Rollouts are compared on longer chains in the anchored test below: with i* mostly
+    # 1-2 the linear scan, which stops at its first success, costs about as little.)
     linear = search(tmp_path / "linear.jsonl", "linear")
     scout = search(tmp_path / "scout.jsonl", "scouting")
     assert scout.header.chunk_size == 2
     assert set(scout.records) == {p.id for p in PROBLEMS}
     assert all(linear[pid].i_star == scout[pid].i_star for pid in linear.records)
-    assert sum(r.rollouts for r in scout.records.values()) < sum(r.rollouts for r in linear.records.values())
     for pid, r in scout.records.items():
         measured = r.by_state()
         assert measured[r.i_star].successes > 0
@@ -114,15 +118,14 @@ def test_scouting_with_every_chunk_per_scout_is_the_linear_scan_with_early_stop(
     assert scout.header.strategy == "scouting-full"
     for pid, r in linear.records.items():
         assert scout[pid].i_star == r.i_star
-        # the same states, all k samples each, but the last stops at its first success
-        assert [m.prefix_len for m in scout[pid].evidence] == [m.prefix_len for m in r.evidence]
-        assert scout[pid].evidence[:-1] == r.evidence[:-1]
+        # the same states, each until its first success: the very same measurements
+        assert scout[pid].evidence == r.evidence
     with pytest.raises(ConfigError, match="scout_chunks must be an integer >= 1"):
         search(tmp_path / "bad.jsonl", SearchStrategy(
             "bad", functools.partial(scouting_search, scout_chunks=0), "bad"), problems=PROBLEMS[:1])
 
 
-def test_scouting_falls_back_after_one_failed_cap(tmp_path):
+def test_scouting_falls_back_only_after_every_state_failed_all_k(tmp_path):
     def nothing_is_right(completions, problem):
         return [False] * len(completions)
 
@@ -132,17 +135,18 @@ def test_scouting_falls_back_after_one_failed_cap(tmp_path):
     for p in PROBLEMS[:4]:
         r = gf[p.id]
         assert r.fallback and r.segment == fallback_segment(p, 3)
-        # every state scouted with one sample, then the cap finished
+        # every state scouted with one sample, then every state finished, lowest first
         assert r.evidence == (*(Measurement(i, 0, 1) for i in range(1, r.cap + 1)),
-                              Measurement(r.cap, 0, 3))
+                              *(Measurement(i, 0, 3) for i in range(1, r.cap + 1)))
 
 
 def test_linear_records_every_state_it_measured(tmp_path):
     gf = search(tmp_path / "g.jsonl", "linear")
     for r in gf.records.values():
         assert [m.prefix_len for m in r.evidence] == list(range(1, r.i_star + 1))
-        assert all(m.samples == 8 for m in r.evidence)
-        assert all(m.successes == 0 for m in r.evidence[:-1]) and r.evidence[-1].successes > 0
+        # every state below i* failed all k samples; i* stopped at its first success
+        assert all(m.samples == 8 and m.successes == 0 for m in r.evidence[:-1])
+        assert r.evidence[-1].successes > 0 and r.evidence[-1].samples <= 8
         assert r.segment == (0, r.i_star) and not r.fallback
 
 
@@ -154,19 +158,34 @@ def test_search_is_deterministic_for_a_seed(tmp_path):
     assert any(a[p].evidence != c[p].evidence for p in a.records)
 
 
-def test_fallback_when_no_prefix_works(tmp_path):
-    hopeless = ArithmeticSolverPolicy(error_rate=1.0)
+@pytest.mark.parametrize("strategy", ["linear", "galloping", "scouting", "anchored"])
+def test_no_prefix_is_declared_only_after_every_state_failed_all_k(tmp_path, strategy):
+    hopeless = ProfileSolver(solvable_remaining=())  # always off by one
     gf = run_prefix_search(PROBLEMS[:6], hopeless, dataset="arith-test", out=tmp_path / "f.jsonl",
-                           k=4, seed=3, scorer=math_verify_scorer(), progress=False)
+                           k=4, seed=3, scorer=math_verify_scorer(), progress=False, strategy=strategy)
     for p in PROBLEMS[:6]:
         r = gf[p.id]
         assert r.fallback and r.i_star is None
-        assert r.evidence == (Measurement(r.cap, 0, 4),)  # one failing measurement: the cap
+        # the verdict is verified: every state 1..cap failed all k samples
+        assert r.by_state() == {i: Measurement(i, 0, 4) for i in range(1, r.cap + 1)}
         start, stop = r.segment
         assert r.segment == fallback_segment(p, 3)
-        assert 1 <= stop - start and stop <= r.cap
-        assert stop - start < len(p.steps) / 4 or stop - start == 1
+        assert stop <= r.cap and (stop - start < len(p.steps) / 4 or (start, stop) == (0, 0)
+                                  or len("".join(p.steps[start:stop]).strip()) < len(p.solution.strip()) / 4)
         guided_text(p, stop - start, start=start)  # renders without revealing the answer
+
+
+def test_galloping_no_longer_gives_up_after_the_cap(tmp_path):
+    # 7 operations (cap 6): only state 2 (5 operations left) is solvable. The old galloping
+    # measured the cap, saw it fail and declared "no prefix works".
+    problems = arithmetic.generate(4, 7, seed=2)
+    policy = ProfileSolver(solvable_remaining={5})
+    gf = run_prefix_search(problems, policy, dataset="arith-test", out=tmp_path / "g.jsonl", k=4,
+                           strategy="galloping", scorer=math_verify_scorer(), progress=False)
+    for p in problems:
+        r = gf[p.id]
+        assert r.i_star == 2 and not r.fallback
+        assert [m.prefix_len for m in r.evidence] == [6, 1, 2]
 
 
 def test_fallback_segment_is_shorter_than_a_quarter_and_seeded():
@@ -188,7 +207,7 @@ def test_crash_midway_then_resume_gives_the_same_file(tmp_path, strategy):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(TESTS)!r})
-        from arith_policy import ArithmeticSolverPolicy, math_verify_scorer
+        from arith_policy import ArithmeticSolverPolicy, _parse, math_verify_scorer
         from pope_env.datasets import arithmetic
         from pope_env.prefix_search import run_prefix_search
 
@@ -366,3 +385,101 @@ def test_a_callable_prompt_format_is_used_and_recorded_in_the_header(tmp_path):
         search(out, problems=PROBLEMS[:6], prompt_format=other_prompt, strategy="scouting")
     with pytest.raises(ConfigError, match="or a callable"):
         search(tmp_path / "x.jsonl", prompt_format=42)
+
+
+class ProfileSolver(ArithmeticSolverPolicy):
+    """The arithmetic solver with a chosen success profile: from a state with ``r``
+    operations left it answers exactly when ``r`` is in ``solvable_remaining`` and is off by
+    one otherwise, so success need not rise with the prefix length."""
+
+    def __init__(self, solvable_remaining):
+        super().__init__(0.0)
+        self.solvable = frozenset(solvable_remaining)
+        self.name = f"profile-solver-{sorted(self.solvable)}"
+
+    def solve(self, expression, rng):
+        text = super().solve(expression, rng)  # error rate 0: exact
+        if len(_parse(expression)[1]) in self.solvable:
+            return text
+        return re.sub(r"\\boxed\{(-?\d+)\}", lambda m: f"\\boxed{{{int(m.group(1)) + 1}}}", text)
+
+
+def test_non_monotone_success_linear_finds_the_global_i_star_the_others_a_local_one(tmp_path):
+    # 7 operations, cap 6; state i leaves 7 - i operations. Solvable: states 2 and 6 only
+    # (5 and 1 operations left): a global minimum at 2 and a local one at 6 (state 5 fails).
+    problems = arithmetic.generate(3, 7, seed=4)
+    assert all(prefix_cap(p) == 6 for p in problems)
+
+    def run(strategy):
+        return run_prefix_search(problems, ProfileSolver({5, 1}), dataset="arith-test",
+                                 out=tmp_path / f"{strategy}.jsonl", k=4, strategy=strategy,
+                                 scorer=math_verify_scorer(), progress=False)
+
+    linear, gallop = run("linear"), run("galloping")
+    for p in problems:
+        assert linear[p.id].i_star == 2  # the paper's i*: the smallest i with a success
+        assert [m.prefix_len for m in linear[p.id].evidence] == [1, 2]
+        # galloping: cap 6 succeeds, 1 fails, 5 fails -> the verified local minimum 6
+        r = gallop[p.id]
+        assert r.i_star == 6 and r.by_state()[5] == Measurement(5, 0, 4)
+        assert 2 not in r.by_state()
+
+    # anchored, told by earlier problems that i* sits one state below the cap: the guess
+    # (state 5) fails, it goes up to 6 and never looks below its failed guess
+    probe = PrefixProbe(ProfileSolver({5, 1}), math_verify_scorer(), k=4, seed=0)
+    history = [GuidanceRecord("earlier", 3, False, (0, 3), 4, 5)]
+    p = problems[0]
+    probe.reset()
+    assert anchored_search(probe, p, 6, history=history) == 6
+    assert [m.prefix_len for m in probe.log] == [5, 6]
+    # ... and after a right guess it stops at the first failure below it
+    probe.reset()
+    assert anchored_search(probe, p, 6, history=[GuidanceRecord("earlier", 4, False, (0, 4), 4, 5)]) == 6
+    assert [m.prefix_len for m in probe.log] == [6, 5]
+
+
+def test_the_cli_and_the_api_default_to_linear(tmp_path):
+    from pope_env.cli import build_parser
+
+    args = build_parser().parse_args(["prefix-search", "--dataset", "arith-easy", "--out", "g.jsonl"])
+    assert args.strategy == "linear"
+    args = build_parser().parse_args(["train", "--dataset", "arith-easy"])
+    assert args.strategy == "linear"
+    gf = run_prefix_search(PROBLEMS[:2], ArithmeticSolverPolicy(0.35), dataset="arith-test",
+                           out=tmp_path / "d.jsonl", scorer=math_verify_scorer(), progress=False)
+    assert gf.header.strategy == "linear"
+
+
+def _short_problem(steps, pid="short"):
+    return Problem(id=pid, question="What is the value?", solution="".join(steps), steps=tuple(steps),
+                   answer="7", source="test")
+
+
+@pytest.mark.parametrize("n_steps", [2, 3, 4])
+def test_fallback_on_a_short_solution_is_under_a_quarter_of_its_characters(n_steps):
+    # whole steps cannot be under a quarter of 2-4 steps: the quarter is measured in characters
+    long = "We expand both sides of the equation and collect the like terms carefully. "
+    steps = [long] * (n_steps - 1) + ["Adding four to both sides, the answer is $\\boxed{7}$."]
+    steps[n_steps - 2] = "So $a = 3$. "  # the one short step within the cap
+    p = _short_problem(steps)
+    total = len(p.solution.strip())
+    for seed in range(8):
+        start, stop = fallback_segment(p, seed)
+        assert (start, stop) == (n_steps - 2, n_steps - 1)
+        assert len("".join(p.steps[start:stop]).strip()) < total / 4
+
+
+def test_fallback_is_empty_when_no_step_is_short_enough():
+    long = "We expand both sides of the equation and collect the like terms carefully. "
+    p = _short_problem([long, long, "Then $\\boxed{7}$."])
+    assert fallback_segment(p, 0) == (0, 0)  # no guidance: shown unguided
+    record = GuidanceRecord(p.id, None, True, (0, 0), 2, 3, (Measurement(1, 0, 4),))
+    assert GuidanceRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+    assert guided_text(p, 0, start=0) == guided_text(p, 0)  # the unguided prompt
+
+
+def test_fallback_on_five_or_more_steps_is_fewer_than_a_quarter_of_the_steps():
+    for n_ops in (5, 8, 9):
+        for p in arithmetic.generate(4, n_ops, seed=1):
+            start, stop = fallback_segment(p, 0)
+            assert 1 <= stop - start < len(p.steps) / 4 and stop <= prefix_cap(p)

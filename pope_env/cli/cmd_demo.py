@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pope_env.agents.demo import DemoConfig
 
 CLAIMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # claim: (methods on the plain base, methods on the revisit base)
@@ -56,10 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> tuple["DemoConfig", Path]:
+    """The demo config and output folder an invocation asks for."""
     from dataclasses import replace
 
-    from pope_env.agents.demo import get_preset, run_demo
+    from pope_env.agents.demo import get_preset
     from pope_env.errors import ConfigError
 
     preset = "full" if (args.full or args.claim) else "quick" if args.quick else "default"
@@ -72,7 +77,16 @@ def run(args: argparse.Namespace) -> int:
         methods, revisit = CLAIMS[args.claim]
         cfg = replace(cfg, methods=methods, revisit_methods=revisit, preset=f"full, claim {args.claim}")
     if args.workers is not None:
+        if args.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {args.workers}")
         cfg = replace(cfg, workers=args.workers)
     out = args.out or Path({"default": "runs/demo", "full": "runs/demo-full", "quick": "runs/demo-quick"}[preset])
+    return cfg, out
+
+
+def run(args: argparse.Namespace) -> int:
+    from pope_env.agents.demo import run_demo
+
+    cfg, out = config_from_args(args)
     run_demo(cfg, out)
     return 0

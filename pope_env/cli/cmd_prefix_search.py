@@ -23,8 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--split", help="search the hard problems of this split file "
                                          "(from `pope-env hard-split`)")
     sub.add_argument("--out", required=True, help="guidance file to write or resume (JSONL)")
-    sub.add_argument("--strategy", choices=sorted(STRATEGIES), default="galloping",
-                     help="; ".join(f"{s.name}: {s.description}" for s in STRATEGIES.values()))
+    sub.add_argument("--strategy", choices=sorted(STRATEGIES), default="linear",
+                     help="default: linear, the paper's i* (the smallest i with a success in k "
+                          "samples); the others can spend fewer rollouts but return a local minimum. "
+                          + "; ".join(f"{s.name}: {s.description}" for s in STRATEGIES.values()))
     sub.add_argument("--skip-unusable", action="store_true",
                      help="skip problems that cannot be guided (no or one-step solutions) "
                           "instead of refusing the run")

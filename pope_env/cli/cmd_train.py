@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     option("--dataset", P, "dataset", "training problems")
     sub.add_argument("--split", help="hard-split file to use instead of measuring one")
     sub.add_argument("--guidance", help="guidance file (i* per problem) to use instead of searching")
-    option("--strategy", P, "strategy", "prefix-search strategy")
+    option("--strategy", P, "strategy", "prefix-search strategy (linear: the paper's i*; see `pope-env prefix-search -h`)")
     sub.add_argument("--out", default="runs/train", help="output folder; re-run to resume (default: runs/train)")
     option("--steps", T, "steps", "GRPO steps per method")
     option("--prompts-per-step", T, "prompts_per_step", "prompts (groups) per step")

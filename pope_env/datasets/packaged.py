@@ -20,7 +20,6 @@ environment variable.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import re
@@ -34,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pope_env.errors import ConfigError, DataFormatError, DependencyError
+from pope_env.io import sha256_file
 from pope_env.paths import cache_dir
 
 __all__ = ["WHEEL_SHA256", "packaged_file", "fetch_wheel"]
@@ -67,14 +67,6 @@ def _installed_file(dist: str, version: str, relpath: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_wheel(
     dist: str,
     version: str,
@@ -103,7 +95,7 @@ def fetch_wheel(
     if not found:
         found = [_download_wheel(dist, version, wheels, pip_args)]
     wheel = found[0]
-    actual = _sha256(wheel)
+    actual = sha256_file(wheel)
     if actual != expected:
         wheel.unlink(missing_ok=True)
         raise DataFormatError(

@@ -14,7 +14,6 @@ proves that the repository is exactly the one the instance was made and validate
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from pope_env.errors import DataFormatError, PopeEnvError
+from pope_env.io import sha256_file
 from pope_env.paths import cache_dir
 from pope_env.swe.instances import SdistSource, SWEInstance
 
@@ -60,15 +60,6 @@ def git(repo: Path, *args: str, input_text: str | None = None) -> str:
     return proc.stdout
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch_sdist(source: SdistSource) -> Path:
     """The sdist file of ``source`` in the cache, downloaded with pip on first use.
 
@@ -78,7 +69,7 @@ def fetch_sdist(source: SdistSource) -> Path:
     """
     folder = cache_dir("swe", "sdists")
     for candidate in folder.glob("*.tar.gz"):
-        if candidate.name.startswith(_sdist_prefixes(source)) and sha256_of(candidate) == source.sha256:
+        if candidate.name.startswith(_sdist_prefixes(source)) and sha256_file(candidate) == source.sha256:
             return candidate
     with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
         proc = subprocess.run(
@@ -91,7 +82,7 @@ def fetch_sdist(source: SdistSource) -> Path:
             raise BuildError(
                 f"`pip download --no-deps --no-binary :all: {source.requirement}` failed "
                 f"(exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
-        got = sha256_of(files[0])
+        got = sha256_file(files[0])
         if got != source.sha256:
             raise DataFormatError(
                 f"{files[0].name}: sha256 {got} differs from the pinned {source.sha256}; the "
