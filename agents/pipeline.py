@@ -174,7 +174,8 @@ def _guidance(config: PipelineConfig, train: TrainConfig, hard: Sequence[Any], s
               log: Callable[[str], None]) -> dict[str, tuple[int, int]]:
     """Stage 2: problem id -> guidance segment ``(start, length)``."""
     from pope_env.agents.methods import guidance_segments
-    from pope_env.prefix_search import load_guidance, run_prefix_search
+    from pope_env.guidance_file import load_guidance
+    from pope_env.prefix_search import run_prefix_search
 
     if config.guidance_file:
         guidance = load_guidance(config.guidance_file, dataset=config.dataset)

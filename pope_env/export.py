@@ -326,7 +326,7 @@ def export_pope(
             ``out`` that exists and was not written by an export.
     """
     from pope_env.hard_split import load_split
-    from pope_env.prefix_search import load_guidance
+    from pope_env.guidance_file import load_guidance
 
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {FORMATS}, got {format!r}")

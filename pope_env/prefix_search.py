@@ -82,15 +82,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import json
 import math
 import random
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pope_env.errors import ConfigError, DataFormatError, GuidanceFileError
+from pope_env.errors import ConfigError, DataFormatError
 from pope_env.guidance import (
     DEFAULT_CONFIG,
     GuidanceConfig,
@@ -99,7 +98,16 @@ from pope_env.guidance import (
     guided_text,
     precompute_caps,
 )
-from pope_env.io import JsonlAppender, PathLike, atomic_write_text, read_headed_jsonl
+from pope_env.guidance_file import (  # noqa: F401  (re-exported: the guidance file format lived here)
+    GUIDANCE_KIND,
+    GUIDANCE_VERSION,
+    GuidanceFile,
+    GuidanceHeader,
+    GuidanceRecord,
+    Measurement,
+    load_guidance,
+)
+from pope_env.io import JsonlAppender, PathLike, open_for_resume
 from pope_env.problem import Problem
 
 if TYPE_CHECKING:  # typing only: the core never imports pope_env.agents at run time
@@ -108,8 +116,6 @@ if TYPE_CHECKING:  # typing only: the core never imports pope_env.agents at run 
 Scorer = Callable[[Sequence[str], Problem], list[bool]]
 """Scores the completions of one problem: one ``correct`` verdict per completion."""
 
-GUIDANCE_KIND = "pope-guidance"
-GUIDANCE_VERSION = 1
 PROMPT_FORMATS = ("chat", "text")
 
 
@@ -133,23 +139,6 @@ def derive_seed(*parts: object) -> int:
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-@dataclasses.dataclass(frozen=True)
-class Measurement:
-    """Outcome of sampling roll-in state ``prefix_len`` of one problem."""
-
-    prefix_len: int
-    successes: int
-    samples: int
-
-    def to_json(self) -> list[int]:
-        return [self.prefix_len, self.successes, self.samples]
-
-    @classmethod
-    def from_json(cls, row: Sequence[int]) -> "Measurement":
-        i, s, n = row
-        return cls(int(i), int(s), int(n))
 
 
 def prompt_format_name(prompt_format: "str | Callable[[Problem, int], Prompt]") -> str:
@@ -583,172 +572,6 @@ def fallback_segment(problem: Problem, seed: int) -> tuple[int, int]:
     return start, start + 1
 
 
-@dataclasses.dataclass(frozen=True)
-class GuidanceRecord:
-    """The search result for one problem (one line of a guidance file).
-
-    Attributes:
-        problem_id: The problem.
-        i_star: Shortest verified prefix length, or ``None`` when no prefix worked.
-        fallback: True when ``segment`` is the random fallback segment.
-        segment: ``[start, stop)`` of the oracle steps to show: ``(0, i_star)`` or the fallback
-            (``(0, 0)`` when the solution is too short for a fallback segment: no guidance).
-        cap: The problem's prefix cap (steps that can be shown without the answer).
-        n_steps: Steps in the oracle solution.
-        evidence: Every measurement made, in order.
-    """
-
-    problem_id: str
-    i_star: int | None
-    fallback: bool
-    segment: tuple[int, int]
-    cap: int
-    n_steps: int
-    evidence: tuple[Measurement, ...] = ()
-
-    @property
-    def start(self) -> int:
-        return self.segment[0]
-
-    @property
-    def prefix_len(self) -> int:
-        """Number of oracle steps shown (the roll-in state's length)."""
-        return self.segment[1] - self.segment[0]
-
-    @property
-    def rollouts(self) -> int:
-        return sum(m.samples for m in self.evidence)
-
-    def by_state(self) -> dict[int, Measurement]:
-        """Evidence totals per measured state (installments of one state summed)."""
-        out: dict[int, Measurement] = {}
-        for m in self.evidence:
-            seen = out.get(m.prefix_len, Measurement(m.prefix_len, 0, 0))
-            out[m.prefix_len] = Measurement(m.prefix_len, seen.successes + m.successes,
-                                            seen.samples + m.samples)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "problem_id": self.problem_id,
-            "i_star": self.i_star,
-            "fallback": self.fallback,
-            "segment": list(self.segment),
-            "cap": self.cap,
-            "n_steps": self.n_steps,
-            "rollouts": self.rollouts,
-            "evidence": [m.to_json() for m in self.evidence],
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "GuidanceRecord":
-        start, stop = d["segment"]
-        record = cls(
-            problem_id=str(d["problem_id"]),
-            i_star=None if d["i_star"] is None else int(d["i_star"]),
-            fallback=bool(d["fallback"]),
-            segment=(int(start), int(stop)),
-            cap=int(d["cap"]),
-            n_steps=int(d["n_steps"]),
-            evidence=tuple(Measurement.from_json(r) for r in d.get("evidence", ())),
-        )
-        empty = record.fallback and record.segment == (0, 0)  # a fallback with no guidance
-        if not empty and not 0 <= record.start < record.segment[1] <= record.cap:
-            raise ValueError(f"segment {list(record.segment)} is not inside [0, cap={record.cap}]")
-        if record.fallback == (record.i_star is not None):
-            raise ValueError("exactly one of i_star and fallback must be set")
-        return record
-
-
-@dataclasses.dataclass(frozen=True)
-class GuidanceHeader:
-    """The metadata line of a guidance file: the settings that produced it."""
-
-    dataset: str
-    model: str
-    k: int
-    seed: int
-    strategy: str
-    chunk_size: int
-    prompt_format: str = "chat"
-    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
-    instruction_sha: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": GUIDANCE_KIND, "version": GUIDANCE_VERSION, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "GuidanceHeader":
-        if d.get("kind") != GUIDANCE_KIND:
-            raise ValueError(f"first line is not a guidance header (kind={d.get('kind')!r})")
-        if d.get("version") != GUIDANCE_VERSION:
-            raise ValueError(f"unsupported guidance file version {d.get('version')!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def mismatches(self, other: "GuidanceHeader") -> list[str]:
-        """Human-readable ``field: file has X, asked for Y`` for every differing field."""
-        out = []
-        for f in dataclasses.fields(self):
-            mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if mine != theirs:
-                out.append(f"{f.name}: file has {mine!r}, asked for {theirs!r}")
-        return out
-
-
-@dataclasses.dataclass
-class GuidanceFile:
-    """A loaded guidance file: its header, one record per problem, and the bad lines skipped."""
-
-    path: Path
-    header: GuidanceHeader
-    records: dict[str, GuidanceRecord]
-    bad_lines: list[int] = dataclasses.field(default_factory=list)
-
-    def __getitem__(self, problem_id: str) -> GuidanceRecord:
-        from pope_env.errors import UnknownNameError
-
-        try:
-            return self.records[problem_id]
-        except KeyError:
-            raise UnknownNameError(f"problem in guidance file {self.path}", problem_id,
-                                   tuple(self.records)) from None
-
-    def __contains__(self, problem_id: object) -> bool:
-        return problem_id in self.records
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-
-def load_guidance(
-    path: PathLike, *, dataset: str | None = None, strict: bool = False
-) -> GuidanceFile:
-    """Read a guidance file.
-
-    Args:
-        path: The JSONL file.
-        dataset: If given, the file must have been made for this dataset
-            (:class:`GuidanceFileError` naming both otherwise).
-        strict: Raise on the first corrupted line instead of warning and skipping it.
-
-    Raises:
-        GuidanceFileError: missing or unreadable header, a dataset mismatch, or (strict) a
-            corrupted line; messages give the file and line number.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise GuidanceFileError(f"guidance file {path} does not exist; make one with "
-                                "`pope-env prefix-search ... --out FILE`")
-    header, parsed, bad = read_headed_jsonl(
-        path, GuidanceHeader.from_json, GuidanceRecord.from_json, kind="guidance",
-        redo_hint="re-run the search to redo that problem", strict=strict, error=GuidanceFileError,
-        dataset=dataset, remake_hint=f"use a guidance file searched on {dataset!r}",
-    )
-    records = {record.problem_id: record for record in parsed}
-    return GuidanceFile(path, header, records, bad)
-
-
 # --------------------------------------------------------------------------- the search
 
 
@@ -861,7 +684,7 @@ def run_prefix_search(
     for pid in bad:
         warnings.warn(f"skipping problem {pid!r}: it cannot be guided", stacklevel=2)
     todo = [p for p in problems if p.id not in bad]
-    done = _open_for_resume(Path(out), header)
+    done = open_for_resume(Path(out), header, load_guidance, GuidanceRecord.to_json)
 
     from tqdm.auto import tqdm
 
@@ -882,30 +705,3 @@ def run_prefix_search(
             history.append(record)
     bar.close()
     return load_guidance(out, dataset=dataset)
-
-
-def _open_for_resume(path: Path, header: GuidanceHeader) -> dict[str, GuidanceRecord]:
-    """Create ``path`` with ``header`` or validate an existing one; the finished problems' records.
-
-    Corrupted lines of an existing file are reported and dropped by rewriting the file
-    atomically with the good lines only, so they are redone.
-    """
-    if not path.exists() or path.stat().st_size == 0:
-        atomic_write_text(path, json.dumps(header.to_json(), ensure_ascii=False) + "\n")
-        return {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        existing = load_guidance(path)
-    for w in caught:
-        warnings.warn(str(w.message), stacklevel=3)
-    problems = existing.header.mismatches(header)
-    if problems:
-        raise GuidanceFileError(
-            f"{path} was made with other settings ({'; '.join(problems)}); use another --out "
-            "file or the same settings to resume"
-        )
-    if existing.bad_lines:
-        lines = [json.dumps(header.to_json(), ensure_ascii=False)]
-        lines += [json.dumps(r.to_json(), ensure_ascii=False) for r in existing.records.values()]
-        atomic_write_text(path, "\n".join(lines) + "\n")
-    return dict(existing.records)

@@ -120,7 +120,7 @@ class RollInSampler:
         self.prefixes_only = prefixes_only
         self.guidance = None
         if guidance_file is not None:
-            from pope_env.prefix_search import load_guidance
+            from pope_env.guidance_file import load_guidance
 
             self.guidance = load_guidance(guidance_file, dataset=dataset)
         self.mixture = MixtureSampler.from_fraction(guided_ratio) if mode == "pope" else None
