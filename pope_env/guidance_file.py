@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pope_env.errors import GuidanceFileError
-from pope_env.io import FileHeader, PathLike, read_headed_jsonl
+from pope_env.io import FileHeader, HeadedFile, PathLike, read_headed_jsonl
 
 GUIDANCE_KIND = "pope-guidance"
 GUIDANCE_VERSION = 1
@@ -125,33 +125,38 @@ class GuidanceRecord:
 
 
 @dataclasses.dataclass(frozen=True)
-class GuidanceHeader(FileHeader):
-    """The metadata line of a guidance file: the settings that produced it."""
+class SampledFileHeader(FileHeader):
+    """The settings of a file measured by sampling a policy through a
+    :class:`~pope_env.prefix_search.PrefixProbe` (``PrefixProbe.header_fields``): the
+    hard-split file's (:class:`pope_env.hard_split.SplitHeader`) and the guidance file's."""
+
+    dataset: str
+    model: str
+    k: int
+    seed: int
+    chunk_size: int
+    prompt_format: str = "chat"
+    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidanceHeader(SampledFileHeader):
+    """The metadata line of a guidance file: the settings that produced it (with the search
+    strategy and a hash of the guidance instruction)."""
 
     KIND = GUIDANCE_KIND
     VERSION = GUIDANCE_VERSION
     HEADER_NAME = "guidance"
     FILE_NAME = "guidance file"
 
-    dataset: str
-    model: str
-    k: int
-    seed: int
-    strategy: str
-    chunk_size: int
-    prompt_format: str = "chat"
-    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
+    strategy: str = "linear"
     instruction_sha: str = ""
 
 
 @dataclasses.dataclass
-class GuidanceFile:
-    """A loaded guidance file: its header, one record per problem, and the bad lines skipped."""
-
-    path: Path
-    header: GuidanceHeader
-    records: dict[str, GuidanceRecord]
-    bad_lines: list[int] = dataclasses.field(default_factory=list)
+class GuidanceFile(HeadedFile):
+    """A loaded guidance file: its :class:`GuidanceHeader`, one :class:`GuidanceRecord` per
+    problem, and the bad lines skipped."""
 
     def __getitem__(self, problem_id: str) -> GuidanceRecord:
         from pope_env.errors import UnknownNameError

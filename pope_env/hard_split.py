@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from pope_env.errors import GuidanceFileError
 from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig
-from pope_env.io import FileHeader, JsonlAppender, PathLike, open_for_resume, read_headed_jsonl
+from pope_env.guidance_file import SampledFileHeader
+from pope_env.io import HeadedFile, JsonlAppender, PathLike, open_for_resume, read_headed_jsonl
 from pope_env.prefix_search import PrefixProbe, Scorer
 from pope_env.problem import Problem
 
@@ -41,21 +42,13 @@ SPLIT_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
-class SplitHeader(FileHeader):
+class SplitHeader(SampledFileHeader):
     """The metadata line of a split file: the settings that produced it."""
 
     KIND = SPLIT_KIND
     VERSION = SPLIT_VERSION
     HEADER_NAME = "hard-split"
     FILE_NAME = "split file"
-
-    dataset: str
-    model: str
-    k: int
-    seed: int
-    chunk_size: int
-    prompt_format: str = "chat"
-    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,13 +69,9 @@ class SplitRecord:
 
 
 @dataclasses.dataclass
-class HardSplit:
-    """A loaded split file."""
-
-    path: Path
-    header: SplitHeader
-    records: dict[str, SplitRecord]
-    bad_lines: list[int] = dataclasses.field(default_factory=list)
+class HardSplit(HeadedFile):
+    """A loaded split file: its :class:`SplitHeader`, one :class:`SplitRecord` per problem,
+    and the bad lines skipped."""
 
     @property
     def hard_ids(self) -> list[str]:
@@ -139,16 +128,7 @@ def run_hard_split(
     """
     probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
                         sampling=sampling, config=config, prompt_format=prompt_format)
-    header = SplitHeader(
-        dataset=dataset,
-        model=str(getattr(policy, "name", type(policy).__name__)),
-        k=k,
-        seed=seed,
-        chunk_size=probe.chunk_size,
-        prompt_format=probe.prompt_format_name,
-        sampling={"temperature": probe.sampling.temperature, "top_p": probe.sampling.top_p,
-                  "max_new_tokens": probe.sampling.max_new_tokens},
-    )
+    header = SplitHeader(dataset=dataset, **probe.header_fields())
     path = Path(out)
     done = set(open_for_resume(path, header, load_split, dataclasses.asdict))
 

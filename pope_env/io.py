@@ -288,3 +288,14 @@ def open_for_resume(path: PathLike, header: FileHeader, load: Callable[[Path], A
         rows = [header.to_json()] + [dict(record_json(r)) for r in existing.records.values()]
         atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return dict(existing.records)
+
+
+@dataclasses.dataclass
+class HeadedFile:
+    """A loaded headed JSONL file: its :class:`FileHeader`, one record per problem id (in
+    file order), and the numbers of the corrupted lines that were skipped."""
+
+    path: Path
+    header: Any
+    records: dict[str, Any]
+    bad_lines: list[int] = dataclasses.field(default_factory=list)
