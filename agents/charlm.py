@@ -254,7 +254,7 @@ class CharLMPolicy:
 
     def tokenize(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
         """Token ids of (prompt, completion) pairs as the policy samples them: ``BOS + prompt``
-        and ``completion + EOS`` (the SFT side of :func:`pope_env.agents.train.tokenize_pairs`)."""
+        and ``completion + EOS`` (the SFT side of :func:`pope_env.agents.sft.tokenize_pairs`)."""
         if len(prompts) != len(completions):
             raise ConfigError(f"{len(prompts)} prompts but {len(completions)} completions")
         return ([self.encode_prompt(p) for p in prompts],

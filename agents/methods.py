@@ -68,7 +68,7 @@ def default_renderer(prompt_format: str = "chat") -> Renderer:
 
 def guidance_segments(guidance_file: Any) -> dict[str, tuple[int, int]]:
     """Problem id -> ``(start, length)`` from a loaded guidance file
-    (:func:`pope_env.prefix_search.load_guidance`): ``(0, i*)`` or the fallback segment."""
+    (:func:`pope_env.guidance_file.load_guidance`): ``(0, i*)`` or the fallback segment."""
     return {pid: (r.start, r.prefix_len) for pid, r in guidance_file.records.items()}
 
 
@@ -83,7 +83,7 @@ class Method:
         guided_share: Share of hard prompts that carry the oracle prefix i* (POPE: 0.5).
         easy_share: Share of prompts drawn from the easy set (mix-easy: 0.5).
         sft_steps: SFT steps on oracle solutions before RL (sft-oracle), at
-            :attr:`~pope_env.agents.train.TrainConfig.sft_lr`.
+            :attr:`~pope_env.agents.train_config.TrainConfig.sft_lr`.
         reward: What the method is rewarded by: ``"verifiable"`` (the task's reward, e.g.
             math-verify), ``"step-similarity"`` (SRL) or ``"sequence-similarity"`` (SRL's
             whole-sequence baseline); see :func:`method_reward`.

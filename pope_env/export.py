@@ -131,7 +131,7 @@ def build_rows(
     Args:
         problems: The dataset's problems (every hard id of ``split`` must be among them).
         split: A loaded split file (:func:`pope_env.hard_split.load_split`).
-        guidance: A loaded guidance file (:func:`pope_env.prefix_search.load_guidance`).
+        guidance: A loaded guidance file (:func:`pope_env.guidance_file.load_guidance`).
         dataset: The dataset name (recorded in every row).
         config: Prompt wording; must be the wording the search used.
         prompt_format: ``"chat"`` (messages) or ``"text"``.
