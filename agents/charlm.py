@@ -5,7 +5,7 @@
 positions, so a state deep into a long solution looks like the same state at the start of a
 short one) and a key/value cache for generation. :class:`CharLMPolicy` wraps both in the
 :class:`~pope_env.agents.policy.Policy` contract (sampling side) and the learner interface
-the GRPO trainer consumes (:class:`~pope_env.agents.grpo.LearnerPolicy`: ``.model`` and
+the GRPO trainer consumes (:class:`~pope_env.agents.policy.LearnerPolicy`: ``.model`` and
 :meth:`CharLMPolicy.token_logprobs`).
 
 Prompts are plain text; a prompt is encoded as ``BOS + chars`` and a completion ends with
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pope_env.agents.grpo import TokenLogprobs
+from pope_env.agents.policy import TokenLogprobs
 from pope_env.agents.policy import Generation, Prompt, SamplingParams
 from pope_env.errors import ConfigError, DataFormatError
 from pope_env.io import atomic_write_bytes, atomic_write_json
@@ -254,7 +254,7 @@ class CharLMPolicy:
 
     def tokenize(self, prompts: Sequence[Prompt], completions: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
         """Token ids of (prompt, completion) pairs as the policy samples them: ``BOS + prompt``
-        and ``completion + EOS`` (the SFT side of :func:`pope_env.agents.train.tokenize_pairs`)."""
+        and ``completion + EOS`` (the SFT side of :func:`pope_env.agents.sft.tokenize_pairs`)."""
         if len(prompts) != len(completions):
             raise ConfigError(f"{len(prompts)} prompts but {len(completions)} completions")
         return ([self.encode_prompt(p) for p in prompts],
@@ -373,15 +373,18 @@ class CharLMPolicy:
         *,
         with_entropy: bool = False,
         temperature: float = 1.0,
+        model: torch.nn.Module | None = None,
     ) -> TokenLogprobs:
         """Per-token log-probs of each completion given its prompt, differentiable.
 
-        Returns :class:`~pope_env.agents.grpo.TokenLogprobs`: ``logprobs`` and ``entropy``
+        Returns :class:`~pope_env.agents.policy.TokenLogprobs`: ``logprobs`` and ``entropy``
         (nats; only ``with_entropy``) are [B, T_completion_max] right-padded with zeros,
         ``mask`` is 1.0 on real completion tokens. The logits are divided by
         ``temperature`` (> 0) before the log-softmax, no top-p: at temperature 1 exactly what
         :meth:`generate` reports in ``Generation.logprobs``; at the sampling temperature the
-        distribution the tokens were drawn from (what the GRPO trainer asks for).
+        distribution the tokens were drawn from (what the GRPO trainer asks for). ``model``
+        (default ``self.model``) is the module to compute with: the trainer passes its
+        ``accelerate``-wrapped one.
         """
         if not temperature > 0:
             raise ConfigError(f"token_logprobs needs a temperature > 0, got {temperature}")
@@ -392,7 +395,8 @@ class CharLMPolicy:
         t = ids.shape[1]
         positions = torch.arange(t).expand_as(ids)
         causal = torch.ones(t, t, dtype=torch.bool).tril()
-        logits = self.model(ids[:, :-1], positions[:, :-1], causal[: t - 1, : t - 1], None)
+        net = model if model is not None else self.model
+        logits = net(ids[:, :-1], positions[:, :-1], causal[: t - 1, : t - 1], None)
         logp_all = (logits.float() / temperature).log_softmax(-1)
         targets = ids[:, 1:]
         logp_tok = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [B, T-1]

@@ -27,16 +27,16 @@ processes (see :mod:`pope_env.agents.train`).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from pope_env.agents.policy import Policy
+from pope_env.agents.policy import LearnerPolicy, TokenLogprobs  # re-exported: defined here before
+from pope_env.agents.train_config import ADVANTAGE_KINDS, Aggregation, AdvantageKind, GRPOConfig  # noqa: F401
+from pope_env.agents.update import accumulate_and_step, sum_over_processes
 from pope_env.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,59 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # ----------------------------------------------------------------------------------------
-# The learner contract
+# The learner contract (TokenLogprobs and LearnerPolicy live in pope_env.agents.policy)
 # ----------------------------------------------------------------------------------------
-class TokenLogprobs(NamedTuple):
-    """Per-token log-probs of completions, right-padded to the longest completion.
-
-    Attributes:
-        logprobs: ``[B, T]`` float tensor, ``log pi_theta(token)`` at the requested
-            temperature (``log_softmax(logits / temperature)``; with gradients when computed
-            with grad enabled); 0 at padded positions.
-        mask: ``[B, T]`` tensor, 1 (or True) for real completion tokens, 0 for padding;
-            float or bool.
-        entropy: ``[B, T]`` per-token entropy of ``pi_theta`` at the same temperature (nats)
-            when asked for, else ``None``.
-    """
-
-    logprobs: torch.Tensor
-    mask: torch.Tensor
-    entropy: torch.Tensor | None = None
-
-
-@runtime_checkable
-class LearnerPolicy(Policy, Protocol):
-    """A policy the GRPO trainer can update.
-
-    Besides ``generate`` (the :class:`~pope_env.agents.policy.Policy` contract), it exposes:
-
-    * ``model``: the ``torch.nn.Module`` whose parameters are trained. The trainer may
-      temporarily replace this attribute by the ``accelerate``-wrapped module (DDP, FSDP)
-      while computing the loss, so ``token_logprobs`` must call ``self.model`` at call time.
-    * ``token_logprobs(prompt_ids, completion_ids, *, with_entropy=False, temperature=1.0)``:
-      the per-token log-probs of each completion given its prompt, as :class:`TokenLogprobs`,
-      on the model's device, differentiable, with the logits divided by ``temperature``
-      before the log-softmax. The trainer passes its sampling temperature; a learner
-      without the ``temperature`` keyword can only train at temperature 1
-      (:func:`learner_logprobs` says so).
-
-    Optional, used when present: ``tokenize(prompts, completions) -> (prompt_ids,
-    completion_ids)`` to turn oracle solutions into token ids for the ``sft-oracle`` method
-    (an HF policy with a ``tokenizer`` attribute works without it).
-    """
-
-    model: torch.nn.Module
-
-    def token_logprobs(
-        self,
-        prompt_ids: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]],
-        *,
-        with_entropy: bool = False,
-        temperature: float = 1.0,
-    ) -> TokenLogprobs: ...
-
-
 def learner_logprobs(
     learner: Any,
     prompt_ids: Sequence[Sequence[int]],
@@ -106,127 +55,61 @@ def learner_logprobs(
     *,
     with_entropy: bool = False,
     temperature: float = 1.0,
+    model: torch.nn.Module | None = None,
 ) -> TokenLogprobs:
-    """``learner.token_logprobs`` at ``temperature``.
+    """``learner.token_logprobs`` at ``temperature``, computed through ``model``.
 
-    At temperature 1 the keyword is not passed, so learners written before it existed keep
-    working; at any other temperature a learner without a ``temperature`` keyword is refused
-    with :class:`ConfigError` (training it would use temperature-1 log-probs for samples drawn
-    at another temperature).
+    Keywords a learner written before them may lack are only passed when they matter: at
+    temperature 1 no ``temperature``, and no ``model`` when it is ``None`` or
+    ``learner.model`` itself. A learner without a ``temperature`` keyword at any other
+    temperature, or without a ``model`` keyword when ``model`` is another module (the
+    ``accelerate``-wrapped one of a multi-process run), is refused with
+    :class:`ConfigError`: training it would use the wrong distribution or skip the gradient
+    synchronisation.
     """
     if not temperature > 0 or not math.isfinite(temperature):
         raise ConfigError(
             f"learner log-probs need a temperature > 0, got {temperature}; GRPO cannot train on "
             "greedy (temperature 0) samples: every completion of a group would be the same"
         )
-    if temperature == 1.0:
-        return learner.token_logprobs(prompt_ids, completion_ids, with_entropy=with_entropy)
-    if not _accepts_temperature(learner.token_logprobs):
-        raise ConfigError(
-            f"{type(learner).__name__}.token_logprobs has no `temperature` keyword, so its log-probs are "
-            f"at temperature 1 while rollouts are sampled at temperature {temperature}; add "
-            "`temperature: float = 1.0` (divide the logits by it before the log-softmax) or sample at "
-            "temperature 1"
-        )
-    return learner.token_logprobs(prompt_ids, completion_ids, with_entropy=with_entropy, temperature=temperature)
+    kwargs: dict[str, Any] = {"with_entropy": with_entropy}
+    fn = learner.token_logprobs
+    if temperature != 1.0:
+        if not _accepts_keyword(fn, "temperature"):
+            raise ConfigError(
+                f"{type(learner).__name__}.token_logprobs has no `temperature` keyword, so its log-probs are "
+                f"at temperature 1 while rollouts are sampled at temperature {temperature}; add "
+                "`temperature: float = 1.0` (divide the logits by it before the log-softmax) or sample at "
+                "temperature 1"
+            )
+        kwargs["temperature"] = temperature
+    if model is not None and model is not getattr(learner, "model", None):
+        if not _accepts_keyword(fn, "model"):
+            raise ConfigError(
+                f"{type(learner).__name__}.token_logprobs has no `model` keyword, so it cannot compute through "
+                f"the accelerate-wrapped module {type(model).__name__} (gradients would not be synchronised "
+                "across processes); add `model: torch.nn.Module | None = None` and compute with "
+                "`model if model is not None else self.model`, or train in one process"
+            )
+        kwargs["model"] = model
+    return fn(prompt_ids, completion_ids, **kwargs)
 
 
-def _accepts_temperature(fn: Any) -> bool:
+def _accepts_keyword(fn: Any, name: str) -> bool:
     import inspect
 
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # builtins, C extensions: assume the contract is met
         return True
-    return "temperature" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 # ----------------------------------------------------------------------------------------
 # Configuration
 # ----------------------------------------------------------------------------------------
-Aggregation = Literal["token", "sequence"]
-AdvantageKind = Literal["group", "passk", "passk-chen"]
-ADVANTAGE_KINDS: tuple[str, ...] = ("group", "passk", "passk-chen")
-
-
-@dataclass(frozen=True)
-class GRPOConfig:
-    """Hyper-parameters of the GRPO update.
-
-    Attributes:
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        adam_betas: AdamW betas.
-        eps_low: Lower clip range: ratios below ``1 - eps_low`` are clipped (negative A).
-        eps_high: Upper clip range: ratios above ``1 + eps_high`` are clipped (positive A).
-            ``eps_high > eps_low`` is DAPO's clip-higher.
-        scale_by_std: Divide group advantages by the group's reward std (GRPO original);
-            off by default (Dr. GRPO / POPE: mean-centred only).
-        advantage: ``"group"`` (group-relative rewards); ``"passk"``: the POPE paper's pass@k
-            objective, group-relative advantages of the pass@k-transformed rewards
-            (:func:`pope_env.metrics.passk_rewards`), centred (and scaled by std) exactly as
-            ``"group"``; ``"passk-chen"``: Chen et al. 2025's std-normalised pass@k
-            advantages (:func:`pope_env.metrics.passk_advantages`).
-        passk_k: ``k`` of the pass@k objective (both pass@k forms).
-        aggregation: ``"token"``: every token of the batch weighs the same (DAPO);
-            ``"sequence"``: mean over each completion's tokens, then over completions.
-        kl_beta: Weight of the k3 KL estimate to the reference policy (0: no reference).
-        entropy_coef: Weight of the entropy bonus (0: none).
-        epochs: Optimisation passes over each batch of rollouts (PPO's mu; 1 = on-policy).
-        micro_batch_size: Completions per forward/backward pass (gradient accumulation over
-            micro-batches; the loss is normalised over the whole batch, so the update does
-            not depend on this value).
-        max_grad_norm: Gradient clipping threshold (``None``: no clipping).
-        min_group_std: Dynamic sampling: groups whose reward std is at most this value carry
-            no signal and are dropped (and the batch refilled) when ``dynamic_sampling``.
-        dynamic_sampling: Drop zero-variance groups and refill the batch (DAPO).
-        max_refill_rounds: Rounds of extra rollouts dynamic sampling may try before giving
-            up with :class:`~pope_env.agents.rollout.DynamicSamplingError`.
-    """
-
-    lr: float = 1e-6
-    weight_decay: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    eps_low: float = 0.2
-    eps_high: float = 0.2
-    scale_by_std: bool = False
-    advantage: AdvantageKind = "group"
-    passk_k: int = 4
-    aggregation: Aggregation = "token"
-    kl_beta: float = 0.0
-    entropy_coef: float = 0.0
-    epochs: int = 1
-    micro_batch_size: int = 8
-    max_grad_norm: float | None = 1.0
-    min_group_std: float = 0.0
-    dynamic_sampling: bool = False
-    max_refill_rounds: int = 8
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (0 <= self.eps_low < 1, f"eps_low must be in [0, 1), got {self.eps_low}"),
-            (self.eps_high >= 0, f"eps_high must be >= 0, got {self.eps_high}"),
-            (self.advantage in ADVANTAGE_KINDS,
-             f"advantage must be one of {', '.join(ADVANTAGE_KINDS)}, got {self.advantage!r}"),
-            (self.aggregation in ("token", "sequence"),
-             f"aggregation must be 'token' or 'sequence', got {self.aggregation!r}"),
-            (self.passk_k >= 1, f"passk_k must be >= 1, got {self.passk_k}"),
-            (self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}"),
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.micro_batch_size >= 1, f"micro_batch_size must be >= 1, got {self.micro_batch_size}"),
-            (self.max_grad_norm is None or self.max_grad_norm > 0,
-             f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}"),
-            (self.min_group_std >= 0, f"min_group_std must be >= 0, got {self.min_group_std}"),
-            (self.max_refill_rounds >= 0, f"max_refill_rounds must be >= 0, got {self.max_refill_rounds}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
-
-    def replace(self, **changes: Any) -> "GRPOConfig":
-        """A copy with ``changes`` applied (validated)."""
-        return dataclasses.replace(self, **changes)
+# GRPOConfig, Aggregation, AdvantageKind and ADVANTAGE_KINDS live in the torch-free
+# pope_env.agents.train_config (the CLI reads their defaults); re-exported here.
 
 
 # ----------------------------------------------------------------------------------------
@@ -529,15 +412,16 @@ def pad_right(rows: Sequence[Sequence[float]], width: int, *, dtype: torch.dtype
 
 @torch.no_grad()
 def recompute_logprobs(
-    learner: LearnerPolicy, batch: Batch, micro_batch_size: int, *, temperature: float = 1.0
+    learner: LearnerPolicy, batch: Batch, micro_batch_size: int, *, temperature: float = 1.0,
+    model: torch.nn.Module | None = None,
 ) -> list[list[float]]:
     """``log pi(token)`` at ``temperature`` of every completion token under ``learner`` now
-    (no gradients)."""
+    (no gradients), computed through ``model`` (default: ``learner.model``)."""
     out: list[list[float]] = []
     for start in range(0, len(batch), micro_batch_size):
         idx = range(start, min(start + micro_batch_size, len(batch)))
         part = batch.select(list(idx))
-        tl = learner_logprobs(learner, part.prompt_ids, part.completion_ids, temperature=temperature)
+        tl = learner_logprobs(learner, part.prompt_ids, part.completion_ids, temperature=temperature, model=model)
         for row, m in zip(tl.logprobs.float().cpu(), tl.mask.cpu()):
             out.append(row[m.bool()].tolist())
     return out
@@ -572,9 +456,9 @@ def grpo_update(
     ``batch`` is this process's shard; the loss is normalised by the token (or completion)
     count of the batch summed over all processes, so with ``N`` processes the averaged
     gradients equal the single-process gradients of the full batch. Gradients are
-    accumulated over micro-batches of ``config.micro_batch_size`` completions. A
-    non-finite loss or gradient norm skips the step (``skipped=True``; no parameter or
-    optimiser-state change).
+    accumulated over micro-batches of ``config.micro_batch_size`` completions
+    (:func:`~pope_env.agents.update.accumulate_and_step`). A non-finite loss or gradient
+    norm skips the step (``skipped=True``; no parameter or optimiser-state change).
 
     ``temperature`` is the rollouts' sampling temperature: the learner's log-probs (ratio
     numerator, entropy) are computed at it. When the batch's old log-probs are at another
@@ -585,8 +469,8 @@ def grpo_update(
     ``batch.ref_logprobs`` must already be at ``temperature``.
 
     Args:
-        learner: The policy; ``learner.model`` is temporarily set to ``model`` (the
-            accelerate-wrapped module) while the loss is computed.
+        learner: The policy; its log-probs are computed through ``model``
+            (:func:`learner_logprobs`).
         optimizer: The (accelerate-prepared) optimiser over the model's parameters.
         batch: This process's completions with advantages and rollout log-probs.
         config: The update's hyper-parameters.
@@ -594,111 +478,67 @@ def grpo_update(
         model: The wrapped module to compute with (default: ``learner.model``).
         temperature: The sampling temperature the learner's log-probs are computed at.
     """
-    raw_model = learner.model
-    model = model if model is not None else raw_model
-    device = next(raw_model.parameters()).device
+    model = model if model is not None else learner.model
+    device = next(learner.model.parameters()).device
     n_local = len(batch)
     tokens_local = sum(len(c) for c in batch.completion_ids)
     count_local = tokens_local if config.aggregation == "token" else n_local
-    normalizer = float(_sum_over_processes(accelerator, count_local, device))
-    tokens_total = int(_sum_over_processes(accelerator, tokens_local, device))
+    normalizer = float(sum_over_processes(accelerator, count_local, device))
+    tokens_total = int(sum_over_processes(accelerator, tokens_local, device))
     old_from_learner = False  # on-policy at another temperature: old = this pass, detached
     if batch.old_temperature != temperature:
         if config.epochs == 1:
             old_from_learner = True
         else:
-            batch.old_logprobs = recompute_logprobs(learner, batch, config.micro_batch_size, temperature=temperature)
+            batch.old_logprobs = recompute_logprobs(learner, batch, config.micro_batch_size, temperature=temperature,
+                                                    model=model)
             batch.old_temperature = temperature
     elif any(len(lp) != len(c) for lp, c in zip(batch.old_logprobs, batch.completion_ids)):
-        batch.old_logprobs = recompute_logprobs(learner, batch, config.micro_batch_size, temperature=temperature)
-    totals = dict.fromkeys(("loss", "policy_loss", "kl", "entropy", "clip_fraction", "ratio_mean"), 0.0)
-    grad_norm = 0.0
-    skipped = False
-    # Micro-batches of similar completion lengths pad less (each is padded to its longest);
-    # the loss is a sum over micro-batches, so their composition does not change the update.
+        batch.old_logprobs = recompute_logprobs(learner, batch, config.micro_batch_size, temperature=temperature,
+                                                model=model)
+
+    def micro_loss(idx: Sequence[int]) -> dict[str, torch.Tensor]:
+        part = batch.select(idx)
+        tl = learner_logprobs(learner, part.prompt_ids, part.completion_ids, with_entropy=True,
+                              temperature=temperature, model=model)
+        width, dtype, dev = tl.logprobs.shape[1], tl.logprobs.dtype, tl.logprobs.device
+        old = tl.logprobs.detach() if old_from_learner else pad_right(part.old_logprobs, width, dtype=dtype, device=dev)
+        ref = None
+        if config.kl_beta > 0:
+            if part.ref_logprobs is None:
+                raise ConfigError("kl_beta > 0 but the batch has no reference log-probs")
+            ref = pad_right(part.ref_logprobs, width, dtype=dtype, device=dev)
+        terms = grpo_loss(
+            tl.logprobs, old, torch.tensor(part.advantages, dtype=dtype, device=dev), tl.mask,
+            eps_low=config.eps_low, eps_high=config.eps_high,
+            aggregation=config.aggregation, normalizer=normalizer,
+            ref_logp=ref, kl_beta=config.kl_beta,
+            entropy=tl.entropy, entropy_coef=config.entropy_coef,
+        )
+        return terms._asdict()
+
+    # Micro-batches of similar completion lengths pad less (each is padded to its longest).
     by_length = sorted(range(n_local), key=lambda i: len(batch.completion_ids[i]))
-    micro = [by_length[s : s + config.micro_batch_size] for s in range(0, n_local, config.micro_batch_size)]
+    step = None
     for _epoch in range(config.epochs):
-        totals = dict.fromkeys(totals, 0.0)
-        optimizer.zero_grad(set_to_none=True)
-        learner.model = model
-        try:
-            for j, idx in enumerate(micro):
-                part = batch.select(idx)
-                sync = j == len(micro) - 1
-                ctx = accelerator.no_sync(model) if (accelerator is not None and not sync) else contextlib.nullcontext()
-                with ctx:
-                    tl = learner_logprobs(learner, part.prompt_ids, part.completion_ids, with_entropy=True,
-                                          temperature=temperature)
-                    width = tl.logprobs.shape[1]
-                    if old_from_learner:
-                        old = tl.logprobs.detach()
-                    else:
-                        old = pad_right(part.old_logprobs, width, dtype=tl.logprobs.dtype, device=tl.logprobs.device)
-                    ref = None
-                    if config.kl_beta > 0:
-                        if part.ref_logprobs is None:
-                            raise ConfigError("kl_beta > 0 but the batch has no reference log-probs")
-                        ref = pad_right(part.ref_logprobs, width, dtype=tl.logprobs.dtype, device=tl.logprobs.device)
-                    adv = torch.tensor(part.advantages, dtype=tl.logprobs.dtype, device=tl.logprobs.device)
-                    terms = grpo_loss(
-                        tl.logprobs, old, adv, tl.mask,
-                        eps_low=config.eps_low, eps_high=config.eps_high,
-                        aggregation=config.aggregation, normalizer=normalizer,
-                        ref_logp=ref, kl_beta=config.kl_beta,
-                        entropy=tl.entropy, entropy_coef=config.entropy_coef,
-                    )
-                    if accelerator is not None:
-                        # DDP averages gradients over processes; undo the average so the
-                        # per-process sums (each over the global normaliser) add up.
-                        accelerator.backward(terms.loss * accelerator.num_processes)
-                    else:
-                        terms.loss.backward()
-                for key in totals:
-                    totals[key] += float(getattr(terms, key).detach())
-                # Free this micro-batch's graph before the next forward: terms the loss did not
-                # use (the logged entropy) keep their saved tensors alive otherwise.
-                del tl, terms
-        finally:
-            learner.model = raw_model
-        local = torch.tensor([totals[k] for k in totals], dtype=torch.float64, device=device)
-        summed = _sum_over_processes(accelerator, local, device)
-        totals = dict(zip(totals, summed.tolist()))
-        params = [p for p in raw_model.parameters() if p.requires_grad]
-        grad_norm = _clip_and_norm(params, config.max_grad_norm, accelerator, model)
-        if not math.isfinite(totals["loss"]) or not math.isfinite(grad_norm):
-            optimizer.zero_grad(set_to_none=True)
-            skipped = True
+        step = accumulate_and_step(micro_loss, n_local, micro_batch_size=config.micro_batch_size,
+                                   optimizer=optimizer, model=model, accelerator=accelerator,
+                                   max_grad_norm=config.max_grad_norm, order=by_length)
+        if step.skipped:
             break
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    assert step is not None  # config.epochs >= 1
+    t = step.totals
     return UpdateStats(
-        loss=totals["loss"],
-        policy_loss=totals["policy_loss"],
-        kl=totals["kl"],
-        entropy=totals["entropy"],
-        clip_fraction=totals["clip_fraction"],
-        ratio_mean=totals["ratio_mean"],
-        grad_norm=grad_norm,
+        loss=t.get("loss", 0.0),
+        policy_loss=t.get("policy_loss", 0.0),
+        kl=t.get("kl", 0.0),
+        entropy=t.get("entropy", 0.0),
+        clip_fraction=t.get("clip_fraction", 0.0),
+        ratio_mean=t.get("ratio_mean", 0.0),
+        grad_norm=step.grad_norm,
         tokens=tokens_total,
-        skipped=skipped,
+        skipped=step.skipped,
     )
-
-
-def _clip_and_norm(params: list[torch.nn.Parameter], max_norm: float | None, accelerator: Any, model: Any) -> float:
-    limit = max_norm if max_norm is not None else float("inf")
-    if accelerator is not None:
-        norm = accelerator.clip_grad_norm_(model.parameters(), limit)
-    else:
-        norm = torch.nn.utils.clip_grad_norm_(params, limit)
-    return float(norm) if norm is not None else 0.0
-
-
-def _sum_over_processes(accelerator: Any, value: Any, device: Any) -> Any:
-    t = value if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=torch.float64, device=device)
-    if accelerator is None or accelerator.num_processes == 1:
-        return t
-    return accelerator.reduce(t, reduction="sum")
 
 
 def make_optimizer(model: torch.nn.Module, config: GRPOConfig) -> torch.optim.Optimizer:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 torch = require("torch", "train")
 
 from pope_env.agents.fast_decode import LlamaDecoder, agrees_with_library, unsupported_reason  # noqa: E402
-from pope_env.agents.grpo import TokenLogprobs  # noqa: E402  (after the torch check; re-exported)
+from pope_env.agents.policy import TokenLogprobs  # noqa: E402  (after the torch check; re-exported)
 
 
 class ChatTemplateError(ConfigError):
@@ -347,6 +347,7 @@ class HFPolicy:
         *,
         with_entropy: bool = False,
         temperature: float = 1.0,
+        model: Any = None,
     ) -> TokenLogprobs:
         """Per-token log-probs (and entropies) of completions given prompts, with gradients.
 
@@ -367,6 +368,8 @@ class HFPolicy:
             temperature: The logits are divided by it before the log-softmax (> 0): the
                 log-probs and entropies of the distribution sampled at this temperature
                 (top-p aside), as the GRPO trainer needs for samples drawn at it.
+            model: The module to compute with (default ``self.model``): the trainer passes
+                its ``accelerate``-wrapped one.
 
         Returns:
             :class:`TokenLogprobs` with ``[B, T]`` tensors on the model's device,
@@ -396,10 +399,11 @@ class HFPolicy:
                 mask[b, : len(c)] = True
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         targets = ids[:, p_width:]
+        forward = model if model is not None else self.model
         head = chunkable_lm_head(self.model) if self.chunked_logprobs else None
         if head is not None:
             # The final (normed) hidden states; the model's own logits only for one position.
-            out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=1,
+            out = forward(input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=1,
                              use_cache=False, output_hidden_states=True)
             # Hidden states at columns p_width-1 .. p_width+c_width-2 predict the completion tokens.
             hidden = out.hidden_states[-1][:, p_width - 1 : p_width - 1 + c_width]
@@ -413,7 +417,7 @@ class HFPolicy:
                 entropy = zeros.masked_scatter(mask, entropy)
             return TokenLogprobs(logprobs=token_lp, mask=mask, entropy=entropy)
         # Logits at columns p_width-1 .. p_width+c_width-2 predict the completion tokens.
-        out = self.model(
+        out = forward(
             input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=c_width + 1, use_cache=False
         )
         logits = out.logits[:, :-1, :].float()

@@ -31,11 +31,12 @@ steps) and the reward is :func:`method_reward` of ``method.reward``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from pope_env.agents.grpo import GRPOConfig
+from pope_env.agents.train_config import GRPOConfig, TrainConfig
 from pope_env.agents.policy import Prompt
 from pope_env.agents.rollout import MixedSource, PromptItem, PromptSource, RewardFn, ShuffledItems
 from pope_env.errors import ConfigError, UnknownNameError
@@ -67,7 +68,7 @@ def default_renderer(prompt_format: str = "chat") -> Renderer:
 
 def guidance_segments(guidance_file: Any) -> dict[str, tuple[int, int]]:
     """Problem id -> ``(start, length)`` from a loaded guidance file
-    (:func:`pope_env.prefix_search.load_guidance`): ``(0, i*)`` or the fallback segment."""
+    (:func:`pope_env.guidance_file.load_guidance`): ``(0, i*)`` or the fallback segment."""
     return {pid: (r.start, r.prefix_len) for pid, r in guidance_file.records.items()}
 
 
@@ -82,7 +83,7 @@ class Method:
         guided_share: Share of hard prompts that carry the oracle prefix i* (POPE: 0.5).
         easy_share: Share of prompts drawn from the easy set (mix-easy: 0.5).
         sft_steps: SFT steps on oracle solutions before RL (sft-oracle), at
-            :attr:`~pope_env.agents.train.TrainConfig.sft_lr`.
+            :attr:`~pope_env.agents.train_config.TrainConfig.sft_lr`.
         reward: What the method is rewarded by: ``"verifiable"`` (the task's reward, e.g.
             math-verify), ``"step-similarity"`` (SRL) or ``"sequence-similarity"`` (SRL's
             whole-sequence baseline); see :func:`method_reward`.
@@ -101,6 +102,47 @@ class Method:
     def grpo_config(self, base: GRPOConfig = GRPOConfig()) -> GRPOConfig:
         """``base`` with this method's overrides."""
         return base.replace(**dict(self.grpo))
+
+    @property
+    def is_srl(self) -> bool:
+        """Rewarded by SRL's similarity (not the task's verifiable reward)."""
+        return self.reward != "verifiable"
+
+    def train_config(
+        self,
+        base: TrainConfig,
+        *,
+        sft_steps: int | None = None,
+        srl_sft_steps: int = 0,
+        min_group_std: float | None = None,
+    ) -> TrainConfig:
+        """The :class:`~pope_env.agents.train_config.TrainConfig` this method trains with,
+        from the user's ``base`` (whose ``grpo`` holds the user's GRPO settings):
+
+        * ``method`` is this method's name; ``grpo`` gets this method's overrides
+          (:meth:`grpo_config`), and ``min_group_std`` when given;
+        * SFT steps: ``sft_steps`` when given, else this method's own (``sft-oracle``: 50);
+          an SRL method instead does ``srl_sft_steps`` format warm-up steps, and a
+          curriculum (``then``) none here: its phases are set up by
+          :func:`pope_env.agents.srl.train_srl_then_rlvr`;
+        * a curriculum's config is its second (RLVR) phase's: that method's GRPO overrides.
+        """
+        sft = self.sft_steps if sft_steps is None else sft_steps
+        if self.is_srl:
+            sft = srl_sft_steps if not self.then else 0
+        grpo = self.grpo_config(base.grpo)
+        if min_group_std is not None:
+            grpo = grpo.replace(min_group_std=min_group_std)
+        if self.then:
+            grpo = get_method(self.then).grpo_config(base.grpo)
+        return dataclasses.replace(base, method=self.name, sft_steps=sft, grpo=grpo)
+
+    def train_problems(self, hard: Sequence[Problem], guidance: Mapping[str, Segment]) -> list[Problem]:
+        """The hard problems this method trains on: those with guidance when it shows
+        guided prompts (a problem without ``i*`` or fallback has no guided version), else all."""
+        if self.guided_share > 0:
+            return [p for p in hard if p.id in guidance]
+        return list(hard)
 
 
 _SRL_DYNAMIC_SAMPLING = {"dynamic_sampling": True, "min_group_std": 0.01}  # the public SRL reproduction's threshold

@@ -3,14 +3,18 @@
 A *policy* turns prompts into sampled completions with their token ids and log-probs; an
 agent adapter (:class:`PolicyAgent`) makes any policy an :class:`~pope_env.agents.base.Agent`.
 A *learner policy* also exposes the differentiable model so the GRPO trainer can recompute
-log-probs and update it. Nothing here imports torch.
+log-probs and update it (:class:`LearnerPolicy`, whose log-probs come back as
+:class:`TokenLogprobs`). Nothing here imports torch: the tensor types are annotations only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Union, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 ChatMessages = list[dict[str, str]]
 Prompt = Union[str, ChatMessages]
@@ -66,6 +70,53 @@ class Policy(Protocol):
     def generate(
         self, prompts: Sequence[Prompt], *, n: int = 1, sampling: SamplingParams = SamplingParams()
     ) -> list[list[Generation]]: ...
+
+
+class TokenLogprobs(NamedTuple):
+    """Per-token log-probs of completions, right-padded to the longest completion.
+
+    Attributes:
+        logprobs: ``[B, T]`` float tensor, ``log pi_theta(token)`` at the requested
+            temperature (``log_softmax(logits / temperature)``; with gradients when computed
+            with grad enabled); 0 at padded positions.
+        mask: ``[B, T]`` tensor, 1 (or True) for real completion tokens, 0 for padding;
+            float or bool.
+        entropy: ``[B, T]`` per-token entropy of ``pi_theta`` at the same temperature (nats)
+            when asked for, else ``None``.
+    """
+
+    logprobs: torch.Tensor
+    mask: torch.Tensor
+    entropy: torch.Tensor | None = None
+
+
+@runtime_checkable
+class LearnerPolicy(Policy, Protocol):
+    """A policy the GRPO trainer can update.
+
+    Besides ``generate`` (the :class:`~pope_env.agents.policy.Policy` contract), it exposes:
+
+    * ``model``: the ``torch.nn.Module`` whose parameters are trained.
+    * ``token_logprobs(prompt_ids, completion_ids, *, with_entropy=False, temperature=1.0,
+      model=None)``: the per-token log-probs of each completion given its prompt, as
+      :class:`TokenLogprobs`, on the model's device, differentiable, with the logits divided
+      by ``temperature`` before the log-softmax, computed through ``model`` when given (the
+      trainer passes the ``accelerate``-wrapped module, e.g. DDP, whose forward pass
+      synchronises gradients) and through ``self.model`` otherwise. The trainer passes its
+      sampling temperature; a learner without the ``temperature`` keyword can only train at
+      temperature 1, and one without the ``model`` keyword only where the wrapped module is
+      ``self.model`` itself (one process; :func:`learner_logprobs` says so).
+
+    Optional, used when present: ``tokenize(prompts, completions) -> (prompt_ids,
+    completion_ids)`` to turn oracle solutions into token ids for the ``sft-oracle`` method
+    (an HF policy with a ``tokenizer`` attribute works without it).
+    """
+
+    model: torch.nn.Module
+
+    def token_logprobs(self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *,
+                       with_entropy: bool = False, temperature: float = 1.0,
+                       model: torch.nn.Module | None = None) -> TokenLogprobs: ...
 
 
 class PolicyAgent:

@@ -281,6 +281,30 @@ class EnvSource:
 # ----------------------------------------------------------------------------------------
 # Rewards
 # ----------------------------------------------------------------------------------------
+class RankShard:
+    """Each process takes its slice of every global batch, so the data order does not
+    depend on the number of processes."""
+
+    def __init__(self, source: PromptSource, rank: int, world: int) -> None:
+        self.source, self.rank, self.world = source, rank, world
+
+    def next_items(self, n: int) -> list[PromptItem]:
+        items = self.source.next_items(n * self.world)
+        return items[self.rank * n : (self.rank + 1) * n]
+
+    def next_items_like(self, like: Sequence[PromptItem]) -> list[PromptItem]:
+        """Dynamic sampling's refills: this process's own, of the same kinds as ``like``."""
+        if callable(getattr(self.source, "next_items_like", None)):
+            return self.source.next_items_like(like)
+        return self.next_items(len(like))
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.source.load_state_dict(state)
+
+
 def problem_reward(fn: Callable[[str, Problem], float]) -> RewardFn:
     """Lift a per-completion ``fn(completion, problem) -> float`` to a :data:`RewardFn`."""
 

@@ -234,11 +234,11 @@ def train_srl_then_rlvr(
     finished, restoring its final weights) and then resumes the RLVR phase.
 
     Args:
-        learner: The learner policy (see :class:`~pope_env.agents.grpo.LearnerPolicy`).
+        learner: The learner policy (see :class:`~pope_env.agents.policy.LearnerPolicy`).
         srl_problems: Problems with expert steps for the SRL phase.
         rlvr_source: Prompts of the RLVR phase (e.g. the hard split).
         rlvr_reward: The verifiable reward of the RLVR phase.
-        config: The RLVR phase's :class:`~pope_env.agents.train.TrainConfig` (its
+        config: The RLVR phase's :class:`~pope_env.agents.train_config.TrainConfig` (its
             dynamic sampling is switched on by ``rlvr_dynamic_sampling``, its threshold
             ``config.grpo.min_group_std`` kept: 0 drops groups whose verifiable rewards are
             all equal); the SRL phase uses the same settings with ``steps=srl_steps``,

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pope_env.agents.policy import Policy, SamplingParams
-
-SUBMIT = "submit"
+from pope_env.swe.trajectories import SUBMIT
 SYSTEM_PROMPT = """You are a software engineer fixing an issue in the repository in your current \
 directory. Each turn, think briefly, then give exactly ONE shell command in ONE fenced block:
 

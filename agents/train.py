@@ -29,20 +29,26 @@ disk while writing leaves the previous checkpoint intact.
 
 **Non-finite losses.** A step whose loss or gradient norm is NaN/inf is skipped (no
 parameter change), logged with ``"skipped": true``; ``max_consecutive_nonfinite`` such
-steps in a row stop training with :class:`TrainingDivergedError`.
+steps in a row stop training with :class:`TrainingDivergedError`. SFT and GRPO steps
+share one routine for this (:func:`~pope_env.agents.update.accumulate_and_step`): gradient
+accumulation over micro-batches, clipping, the skip.
 
 Outputs in ``output_dir``: ``train_log.jsonl``, ``eval_log.jsonl``, ``tb/``,
 ``checkpoints/``, ``report.json`` and ``passk.png`` (unguided pass@k over steps).
+
+The pieces live in their own modules: the settings in :mod:`~pope_env.agents.train_config`,
+the SFT data in :mod:`~pope_env.agents.sft`, the shared accumulate-clip-step routine of both
+phases in :mod:`~pope_env.agents.update`, checkpoint files in
+:mod:`~pope_env.agents.checkpoint`, pass@k evaluation and its plot in
+:mod:`~pope_env.agents.evaluation` (all re-exported here under their former names).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,26 +57,29 @@ from typing import Any
 
 import torch
 
+from pope_env.agents.checkpoint import CheckpointError, CheckpointStore, fingerprint_diff, model_fingerprint
+from pope_env.agents.evaluation import evaluate_passk, plot_passk
 from pope_env.agents.grpo import (
-    GRPOConfig,
     LearnerPolicy,
     aggregate,
     flatten_groups,
     grpo_update,
+    learner_logprobs,
     make_optimizer,
     recompute_logprobs,
 )
-from pope_env.agents.policy import Policy, SamplingParams
-from pope_env.agents.rollout import (
-    DynamicSampler,
-    Group,
-    PromptItem,
-    PromptSource,
-    RewardFn,
-    collect_groups,
-)
+from pope_env.agents.policy import Policy
+from pope_env.agents.rollout import DynamicSampler, Group, PromptItem, PromptSource, RankShard, RewardFn
+from pope_env.agents.sft import tokenize_pairs
+from pope_env.agents.train_config import TrainConfig
+from pope_env.agents.update import accumulate_and_step, sum_over_processes
 from pope_env.errors import ConfigError, PopeEnvError
-from pope_env.io import JsonlAppender, atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from pope_env.io import JsonlAppender, atomic_write_json, atomic_write_jsonl, read_jsonl
+
+__all__ = [  # the checkpoint and evaluation names are re-exported: they lived here before
+    "CheckpointError", "EvalHook", "TrainConfig", "TrainResult", "Trainer", "TrainingDivergedError",
+    "evaluate_passk", "fingerprint_diff", "model_fingerprint", "plot_passk", "tokenize_pairs",
+]
 
 
 EvalHook = Callable[[Policy, int], Mapping[str, Any]]
@@ -81,222 +90,9 @@ class TrainingDivergedError(PopeEnvError, RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
-class CheckpointError(PopeEnvError, OSError):
-    """A checkpoint could not be written or read."""
-
-
-# ----------------------------------------------------------------------------------------
-# Configuration
-# ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run.
-
-    Attributes:
-        method: Name of the method (recorded in logs and the report).
-        steps: GRPO steps (after the SFT steps).
-        sft_steps: SFT steps on oracle solutions before GRPO (``sft-oracle``).
-        prompts_per_step: Prompts (groups) per GRPO step, over all processes.
-        group_size: Completions per prompt, ``>= 2``.
-        sampling: Rollout sampling parameters.
-        grpo: The update's hyper-parameters (learning rate, clipping, options). The learner's
-            log-probs are computed at ``sampling.temperature`` (logits divided by it, as TRL
-            does), which must be > 0.
-        sft_lr: AdamW learning rate of the SFT phase, its own: the RL rate (1e-6) barely moves
-            the weights in a few dozen steps. The default 1e-5 is the usual full fine-tuning
-            rate of a pretrained LLM; a small model trained from scratch wants more (the demo's
-            char model: 1e-3). The optimiser state is reset when the RL phase starts, so SFT's
-            moment estimates do not scale the first RL steps.
-        seed: Seeds Python, NumPy and torch (each process offsets it by its rank).
-        success_threshold: A rollout is correct when its reward is at least this.
-        eval_every: Evaluate unguided pass@k every this many steps (0: only at start and end).
-        eval_k: Samples per evaluation problem (pass@k with k = n = ``eval_k``).
-        eval_sampling: Sampling for evaluation (``None``: ``sampling``).
-        save_every: Write a checkpoint every this many steps (and always at the end).
-        max_consecutive_nonfinite: Stop after this many skipped non-finite steps in a row.
-        mixed_precision: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"no"``, ``"bf16"``, ``"fp16"``.
-        tensorboard: Also write TensorBoard scalars to ``output_dir/tb``.
-        progress: Show a progress bar.
-    """
-
-    method: str = "grpo"
-    steps: int = 100
-    sft_steps: int = 0
-    prompts_per_step: int = 8
-    group_size: int = 8
-    sampling: SamplingParams = SamplingParams(temperature=1.0, max_new_tokens=512)
-    grpo: GRPOConfig = GRPOConfig()
-    sft_lr: float = 1e-5
-    seed: int = 0
-    success_threshold: float = 1.0
-    eval_every: int = 10
-    eval_k: int = 8
-    eval_sampling: SamplingParams | None = None
-    save_every: int = 10
-    max_consecutive_nonfinite: int = 3
-    mixed_precision: str = "auto"
-    tensorboard: bool = True
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
-            (self.sft_steps >= 0, f"sft_steps must be >= 0, got {self.sft_steps}"),
-            (isinstance(self.sft_lr, (int, float)) and self.sft_lr > 0,
-             f"sft_lr must be a learning rate > 0, got {self.sft_lr!r}"),
-            (self.steps == 0 or self.sampling.temperature > 0,
-             f"GRPO needs sampling temperature > 0, got {self.sampling.temperature}: greedy groups hold "
-             "identical completions, so every advantage is 0"),
-            (self.prompts_per_step >= 1, f"prompts_per_step must be >= 1, got {self.prompts_per_step}"),
-            (self.group_size >= 2,
-             f"group_size is {self.group_size}: GRPO's group-relative advantage needs at least 2 "
-             "completions per prompt"),
-            (self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}"),
-            (self.eval_k >= 1, f"eval_k must be >= 1, got {self.eval_k}"),
-            (self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}"),
-            (self.max_consecutive_nonfinite >= 1,
-             f"max_consecutive_nonfinite must be >= 1, got {self.max_consecutive_nonfinite}"),
-            (self.mixed_precision in ("auto", "no", "bf16", "fp16"),
-             f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}"),
-            (not self.grpo.advantage.startswith("passk") or self.grpo.passk_k <= self.group_size,
-             f"pass@k advantages need group_size >= k; got group_size {self.group_size}, k {self.grpo.passk_k}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
-
-    @property
-    def total_steps(self) -> int:
-        return self.sft_steps + self.steps
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The settings a checkpoint must match to be resumed (run length and logging may change)."""
-        d = json.loads(json.dumps(dataclasses.asdict(self)))
-        for key in ("steps", "eval_every", "save_every", "tensorboard", "progress", "max_consecutive_nonfinite"):
-            d.pop(key, None)
-        return d
-
-
-def model_fingerprint(model: torch.nn.Module) -> dict[str, Any]:
-    """Class, parameter count and a hash of parameter names and shapes."""
-    shapes = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
-    digest = hashlib.sha256(repr(shapes).encode()).hexdigest()[:16]
-    return {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()), "shapes": digest}
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def fingerprint_diff(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """Human-readable differences ``key: saved -> now``."""
-    a, b = _flat(saved), _flat(now)
-    return [f"{k}: {a.get(k, '<unset>')!r} (checkpoint) vs {b.get(k, '<unset>')!r} (now)"
-            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
-# ----------------------------------------------------------------------------------------
-# Evaluation and plotting
-# ----------------------------------------------------------------------------------------
-def evaluate_passk(
-    policy: Policy,
-    items: Sequence[PromptItem],
-    reward_fn: RewardFn,
-    *,
-    k: int,
-    sampling: SamplingParams,
-    success_threshold: float = 1.0,
-    batch_prompts: int = 16,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """pass@k and pass@1 of ``policy`` on ``items`` with exactly ``k`` samples per problem.
-
-    With ``n = k`` samples the unbiased pass@k estimator is the fraction of problems with at
-    least one correct sample; pass@1 is the mean correctness.
-    """
-    from tqdm.auto import tqdm
-
-    solved = 0
-    correct = 0
-    per_problem: dict[str, int] = {}
-    bar = tqdm(total=len(items), desc="eval", leave=False, disable=not progress)
-    for start in range(0, len(items), batch_prompts):
-        chunk = list(items[start : start + batch_prompts])
-        for g in collect_groups(policy, chunk, reward_fn, n=k, sampling=sampling, success_threshold=success_threshold):
-            c = sum(r.correct for r in g.rollouts)
-            per_problem[g.item.problem_id] = c
-            solved += c > 0
-            correct += c
-        bar.update(len(chunk))
-    bar.close()
-    n = max(len(items), 1)
-    return {f"pass@{k}": solved / n, "pass@1": correct / (n * k), "problems": len(items), "solved": solved,
-            "per_problem": per_problem}
-
-
-def plot_passk(runs: Mapping[str, Sequence[tuple[int, float]]], path: str | os.PathLike[str], *, k: int,
-               title: str = "Unguided hard-set pass@k") -> Path:
-    """Write a PNG of pass@k over training steps, one line per method run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, points in sorted(runs.items()):
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", markersize=3, label=name)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"pass@{k} (unguided, hard set)")
-    ax.set_title(title)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    if runs:
-        ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
 # ----------------------------------------------------------------------------------------
 # The trainer
 # ----------------------------------------------------------------------------------------
-class _RankShard:
-    """Each process takes its slice of every global batch, so the data order does not
-    depend on the number of processes."""
-
-    def __init__(self, source: PromptSource, rank: int, world: int) -> None:
-        self.source, self.rank, self.world = source, rank, world
-
-    def next_items(self, n: int) -> list[PromptItem]:
-        items = self.source.next_items(n * self.world)
-        return items[self.rank * n : (self.rank + 1) * n]
-
-    def next_items_like(self, like: Sequence[PromptItem]) -> list[PromptItem]:
-        """Dynamic sampling's refills: this process's own, of the same kinds as ``like``."""
-        if callable(getattr(self.source, "next_items_like", None)):
-            return self.source.next_items_like(like)
-        return self.next_items(len(like))
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.source.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.source.load_state_dict(state)
-
-
 @dataclass
 class TrainResult:
     """What :meth:`Trainer.train` returns (also written to ``report.json``)."""
@@ -316,7 +112,7 @@ class Trainer:
     """GRPO (and optional SFT warm-up) on a :class:`LearnerPolicy`.
 
     Args:
-        learner: The policy to train (see :class:`~pope_env.agents.grpo.LearnerPolicy`).
+        learner: The policy to train (see :class:`~pope_env.agents.policy.LearnerPolicy`).
         source: The prompts to train on (see :mod:`pope_env.agents.methods`).
         reward_fn: Scores completions.
         config: The run's settings.
@@ -388,8 +184,8 @@ class Trainer:
                 f"prompts_per_step ({config.prompts_per_step}) must be divisible by the number "
                 f"of processes ({acc.num_processes})"
             )
-        self.source = _RankShard(source, acc.process_index, acc.num_processes)
-        self.sft_source = _RankShard(sft_source, acc.process_index, acc.num_processes) if sft_source else None
+        self.source = RankShard(source, acc.process_index, acc.num_processes)
+        self.sft_source = RankShard(sft_source, acc.process_index, acc.num_processes) if sft_source else None
         self.reference = reference
         if config.grpo.kl_beta > 0 and reference is None:
             import copy
@@ -423,7 +219,8 @@ class Trainer:
         self.model, self.optimizer = acc.prepare(raw_model, optimizer)
         self.learner.model = _unwrap(acc, self.model)
         self.ckpt_root = self.output_dir / "checkpoints"
-        if self.ckpt_root.exists() and any(self.ckpt_root.glob("step-*")) and not resume:
+        self.checkpoints = CheckpointStore(self.ckpt_root, acc)
+        if self.checkpoints.has_checkpoints() and not resume:
             raise ConfigError(f"{self.output_dir} already holds checkpoints; resume, or use another output_dir")
         self._load_latest_checkpoint()
         self._sync_rollout_policy()  # the engine starts from the learner's (resumed) weights
@@ -583,44 +380,31 @@ class Trainer:
         t0 = time.perf_counter()
         items = self.sft_source.next_items(cfg.prompts_per_step // acc.num_processes)
         prompt_ids, completion_ids = tokenize_pairs(self.learner, items)
+        total = float(sum_over_processes(acc, sum(len(c) for c in completion_ids), acc.device))
+
+        def micro_loss(idx: Sequence[int]) -> dict[str, torch.Tensor]:
+            tl = learner_logprobs(self.learner, [prompt_ids[i] for i in idx], [completion_ids[i] for i in idx],
+                                  with_entropy=True, model=self.model)
+            terms = {"loss": -aggregate(tl.logprobs, tl.mask, how="token", normalizer=total)}
+            if tl.entropy is not None:
+                terms["entropy"] = aggregate(tl.entropy.detach(), tl.mask, how="token", normalizer=total)
+            return terms
+
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.sft_lr
-        tokens_local = sum(len(c) for c in completion_ids)
-        total = float(acc.reduce(torch.tensor(float(tokens_local), device=acc.device), reduction="sum")) \
-            if acc.num_processes > 1 else float(tokens_local)
-        self.optimizer.zero_grad(set_to_none=True)
-        raw = self.learner.model
-        self.learner.model = self.model
-        loss_sum = 0.0
-        entropy_sum = 0.0
-        mb = cfg.grpo.micro_batch_size
         try:
-            for start in range(0, len(items), mb):
-                tl = self.learner.token_logprobs(prompt_ids[start:start + mb], completion_ids[start:start + mb],
-                                                 with_entropy=True)
-                loss = -aggregate(tl.logprobs, tl.mask, how="token", normalizer=total)
-                acc.backward(loss * acc.num_processes)
-                loss_sum += float(loss.detach())
-                if tl.entropy is not None:
-                    entropy_sum += float(aggregate(tl.entropy.detach(), tl.mask, how="token", normalizer=total))
+            res = accumulate_and_step(micro_loss, len(items), micro_batch_size=cfg.grpo.micro_batch_size,
+                                      optimizer=self.optimizer, model=self.model, accelerator=acc,
+                                      max_grad_norm=cfg.grpo.max_grad_norm)
         finally:
-            self.learner.model = raw
-        norm = acc.clip_grad_norm_(self.model.parameters(), cfg.grpo.max_grad_norm or float("inf"))
-        norm = float(norm) if norm is not None else 0.0
-        if acc.num_processes > 1:
-            summed = acc.reduce(torch.tensor([loss_sum, entropy_sum], device=acc.device), reduction="sum")
-            loss_sum, entropy_sum = (float(x) for x in summed.tolist())
-        skipped = not (math.isfinite(loss_sum) and math.isfinite(norm))
-        if not skipped:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.grpo.lr
-        record = {"step": step, "phase": "sft", "method": cfg.method, "sft_loss": loss_sum, "loss": loss_sum,
-                  "sft_entropy": entropy_sum, "sft_lr": cfg.sft_lr, "grad_norm": norm, "trained_tokens": int(total),
-                  "skipped": skipped,
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.grpo.lr
+        loss = res.totals.get("loss", 0.0)
+        record = {"step": step, "phase": "sft", "method": cfg.method, "sft_loss": loss, "loss": loss,
+                  "sft_entropy": res.totals.get("entropy", 0.0), "sft_lr": cfg.sft_lr, "grad_norm": res.grad_norm,
+                  "trained_tokens": int(total), "skipped": res.skipped,
                   "update_s": time.perf_counter() - t0}
-        if skipped:
+        if res.skipped:
             record["skip_reason"] = "non-finite loss or gradient norm"
         return _finite_json(record)
 
@@ -685,74 +469,18 @@ class Trainer:
         return state
 
     def _save_checkpoint(self, logs: Sequence[JsonlAppender] = ()) -> None:
-        """Write a checkpoint of this step atomically, after making ``logs`` durable (a
-        checkpoint must never be ahead of the log records it resumes after)."""
-        from accelerate.utils import gather_object
-
-        acc = self.accelerator
-        states = gather_object([self._process_state()]) if acc.num_processes > 1 else [self._process_state()]
-        name = f"step-{self.step:07d}"
-        final = self.ckpt_root / name
-        tmp = self.ckpt_root / f".{name}.tmp"
-        previous = self._latest_name()
-        try:
-            for f in logs:
-                f.sync()
-            if acc.is_main_process:
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
-            acc.wait_for_everyone()
-            acc.save_state(str(tmp), safe_serialization=False)
-            if acc.is_main_process:
-                atomic_write_json(tmp / "trainer_state.json", {
-                    "step": self.step, "fingerprint": self._fingerprint(), "process_states": states,
-                    "consecutive_nonfinite": self.consecutive_nonfinite, "skipped_steps": self.skipped_steps,
-                    "solved": sorted(self.solved), "evals": self.evals, "completion_tokens": self.completion_tokens,
-                })
-                _fsync_tree(tmp)
-                if final.exists():  # re-saving a step (resumed exactly at it): swap it out
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
-                atomic_write_text(self.ckpt_root / "latest", name + "\n")
-                for old in self.ckpt_root.glob("step-*"):
-                    if old.name != name:
-                        shutil.rmtree(old, ignore_errors=True)
-        except OSError as exc:
-            if acc.is_main_process:
-                shutil.rmtree(tmp, ignore_errors=True)
-            kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-            raise CheckpointError(
-                f"could not write checkpoint {final} ({exc}); {kept}. Free disk space and re-run to resume"
-            ) from exc
-        acc.wait_for_everyone()
-
-    def _latest_name(self) -> str | None:
-        pointer = self.ckpt_root / "latest"
-        if not pointer.exists():
-            return None
-        return pointer.read_text().strip() or None
+        """Write a checkpoint of this step (:meth:`CheckpointStore.save`)."""
+        self.checkpoints.save(self.step, {
+            "fingerprint": self._fingerprint(),
+            "consecutive_nonfinite": self.consecutive_nonfinite, "skipped_steps": self.skipped_steps,
+            "solved": sorted(self.solved), "evals": self.evals, "completion_tokens": self.completion_tokens,
+        }, self._process_state(), logs)
 
     def _load_latest_checkpoint(self) -> None:
-        if self.accelerator.is_main_process and self.ckpt_root.exists():
-            for stale in self.ckpt_root.glob(".step-*.tmp"):  # a crash while writing one
-                shutil.rmtree(stale, ignore_errors=True)
-        name = self._latest_name()
-        if name is None:
+        loaded = self.checkpoints.load_latest(self._fingerprint())
+        if loaded is None:
             return
-        path = self.ckpt_root / name
-        state_file = path / "trainer_state.json"
-        if not state_file.exists():
-            raise CheckpointError(f"checkpoint {path} is incomplete (no trainer_state.json); delete it and its 'latest' pointer")
-        state = json.loads(state_file.read_text())
-        diff = fingerprint_diff(state["fingerprint"], self._fingerprint())
-        if diff:
-            raise ConfigError(
-                f"refusing to resume from {path}: it was written for another model or config:\n  "
-                + "\n  ".join(diff)
-                + "\nUse the same settings, or another output_dir for a new run."
-            )
-        self.accelerator.load_state(str(path))
-        mine = state["process_states"][self.accelerator.process_index]
+        state, mine = loaded
         self.source.load_state_dict(mine["source"])
         if self.sft_source is not None and "sft_source" in mine:
             self.sft_source.load_state_dict(mine["sft_source"])
@@ -833,53 +561,6 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-def tokenize_pairs(learner: Any, items: Sequence[PromptItem]) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids of (prompt, oracle solution) pairs for SFT.
-
-    Uses ``learner.tokenize(prompts, completions)`` when the learner has it; else a learner
-    with ``encode_prompt(prompt) -> ids`` (as it samples) and a plain ``tokenizer.encode(text)``
-    with an ``eos_id`` or ``eos_token_id`` (e.g. :class:`~pope_env.agents.charlm.CharLMPolicy`);
-    else an HF ``learner.tokenizer`` for the solution (EOS appended) and the learner's own
-    prompt encoding (``learner.encode(prompts)``, as it samples) or the chat template.
-    """
-    for it in items:
-        if it.problem is None or not it.problem.solution:
-            raise ConfigError(f"SFT needs oracle solutions; problem {it.problem_id!r} has none")
-    prompts = [it.prompt for it in items]
-    targets = [it.problem.solution for it in items]  # type: ignore[union-attr]
-    tokenize = getattr(learner, "tokenize", None)
-    if callable(tokenize):
-        p, c = tokenize(prompts, targets)
-        return [list(x) for x in p], [list(x) for x in c]
-    tok = getattr(learner, "tokenizer", None)
-    encode_prompt = getattr(learner, "encode_prompt", None)
-    eos = getattr(tok, "eos_token_id", getattr(tok, "eos_id", None))
-    if callable(encode_prompt) and tok is not None and not callable(tok) and callable(getattr(tok, "encode", None)) \
-            and eos is not None:
-        return ([list(encode_prompt(p)) for p in prompts],
-                [list(tok.encode(t)) + [int(eos)] for t in targets])
-    if tok is None:
-        raise ConfigError(
-            f"{type(learner).__name__} has neither tokenize() nor a tokenizer; the sft-oracle "
-            "method needs one of them to turn oracle solutions into token ids"
-        )
-    encode = getattr(learner, "encode", None)
-    encoded = [list(x) for x in encode(prompts)] if callable(encode) else None
-    prompt_ids, completion_ids = [], []
-    for i, (prompt, target) in enumerate(zip(prompts, targets)):
-        if encoded is not None:
-            ids = encoded[i]
-        elif isinstance(prompt, str):
-            ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        else:
-            ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, Mapping):
-                ids = ids["input_ids"]
-        prompt_ids.append(list(ids))
-        completion_ids.append(list(tok(target, add_special_tokens=False)["input_ids"]) + [tok.eos_token_id])
-    return prompt_ids, completion_ids
-
-
 def _reset_optimizer_state(optimizer: Any) -> None:
     """Forget an optimiser's per-parameter state (Adam's moments and step counts); works on an
     ``accelerate``-wrapped optimiser too."""
@@ -913,18 +594,3 @@ def _seed_everything(seed: int) -> None:
 def _finite_json(record: dict[str, Any]) -> dict[str, Any]:
     """Replace NaN/inf floats by ``None`` (strict JSON) and keep the rest."""
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fd = os.open(dirpath, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -2,7 +2,7 @@
 the cap excludes steps that state the answer.
 
 *Before* is the cap that only excludes the step holding the first ``\\boxed{}``
-(:func:`pope_env.steps.max_prefix_len`); *after* is :func:`pope_env.guidance.prefix_cap`,
+(:func:`pope_env.solution_steps.max_prefix_len`); *after* is :func:`pope_env.guidance.prefix_cap`,
 which also excludes the first earlier step that states the answer
 (:mod:`pope_env.answer_leak`). For every problem of MATH train (``--levels``, default 5) it
 reports, among the problems that can be guided (cap >= 1):
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from pope_env import answer_leak
     from pope_env.datasets import load_dataset
     from pope_env.rewards.math import default_verifier
-    from pope_env.steps import max_prefix_len
+    from pope_env.solution_steps import max_prefix_len
 
     problems = [p for p in load_dataset("math-train") if p.level in set(args.levels)][: args.limit]
     verifier = default_verifier()

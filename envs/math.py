@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import atexit
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import gymnasium as gym
-
-from pope_env.errors import ConfigError, EnvStateError
+from pope_env.envs._math_base import MathEnvBase, check_verify_timeout, verifier_for
+from pope_env.errors import EnvStateError
 from pope_env.guidance import (
     GuidanceConfig,
     guided_messages,
@@ -18,42 +15,13 @@ from pope_env.guidance import (
     unguided_text,
 )
 from pope_env.problem import Problem
-from pope_env.rewards.math import MathScore, MathVerifier, default_verifier
-from pope_env.rollin import RollInSampler
+from pope_env.rewards.math import MathScore
 from pope_env.spaces import UnicodeText, check_text_action
 
-
-_verifiers: dict[float, MathVerifier] = {}
-_verifiers_lock = threading.Lock()
+__all__ = ["MathEnv", "check_verify_timeout", "verifier_for"]  # the last two live in envs._math_base
 
 
-def check_verify_timeout(timeout_s: Any) -> float:
-    """``timeout_s`` as a float, or :class:`ConfigError` unless it is a number > 0."""
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-        raise ConfigError(f"verify_timeout_s must be a number of seconds > 0, got {timeout_s!r}")
-    return float(timeout_s)
-
-
-def verifier_for(timeout_s: float) -> MathVerifier:
-    """The process-wide :class:`MathVerifier` whose per-item wall-clock limit is ``timeout_s``.
-
-    The shared :func:`~pope_env.rewards.math.default_verifier` when its limit matches (5 s),
-    else one pool per distinct limit, created on first use and closed at interpreter exit
-    (each pool starts its own worker processes, one per CPU, so use few distinct limits).
-    """
-    timeout_s = check_verify_timeout(timeout_s)
-    default = default_verifier()
-    if default.timeout_s == timeout_s:
-        return default
-    with _verifiers_lock:
-        verifier = _verifiers.get(timeout_s)
-        if verifier is None:
-            verifier = _verifiers[timeout_s] = MathVerifier(timeout_s=timeout_s)
-            atexit.register(verifier.close)
-        return verifier
-
-
-class MathEnv(gym.Env[str, str]):
+class MathEnv(MathEnvBase):
     """One math problem per episode, optionally rolled in with an oracle-solution prefix.
 
     ## Description
@@ -139,9 +107,6 @@ class MathEnv(gym.Env[str, str]):
     - v0: Initial version.
     """
 
-    metadata = {"render_modes": ["ansi"]}
-    invalid_action_reward = 0.0
-
     def __init__(
         self,
         dataset: str | None = "math500",
@@ -158,35 +123,18 @@ class MathEnv(gym.Env[str, str]):
         max_action_chars: int = 1 << 24,
         render_mode: str | None = None,
     ) -> None:
-        if not 0.0 <= guided_ratio <= 1.0:
-            raise ConfigError(f"guided_ratio must be in [0, 1], got {guided_ratio}")
-        check_verify_timeout(verify_timeout_s)
-        if render_mode not in (None, "ansi"):
-            raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        self.rollin = RollInSampler.from_dataset(
-            dataset, problems=problems, limit=limit, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
-            guidance_file=guidance_file, split_file=split_file,
+        super().__init__(
+            dataset, problems=problems, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
+            guidance=guidance, guidance_file=guidance_file, split_file=split_file, limit=limit,
+            verify_timeout_s=verify_timeout_s, render_mode=render_mode,
         )
-        self.problems: list[Problem] = self.rollin.problems
-        self.dataset = dataset
-        self.mode = mode
-        self.guidance = guidance or GuidanceConfig()
-        self.verify_timeout_s = verify_timeout_s
-        self.render_mode = render_mode
-        self.observation_space = UnicodeText()
         self.action_space = UnicodeText(max_action_chars)
-        self._verifier: MathVerifier | None = None
-        self._problem: Problem | None = None
         self._obs: str = ""
-        self._info: dict[str, Any] = {}
-        self._done = True
 
     def reset(
         self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
-        super().reset(seed=seed)
-        if seed is not None:
-            self.rollin.seed(seed)
+        self._start_reset(seed)
         rollin = self.rollin.draw(self.np_random, options)
         problem = rollin.problem
         if rollin.prefix_len > 0:
@@ -209,13 +157,6 @@ class MathEnv(gym.Env[str, str]):
         return self._obs, dict(self._info)
 
     # -- step -----------------------------------------------------------------------------
-    @property
-    def verifier(self) -> MathVerifier:
-        """The math verifier: the process-wide one with the limit ``verify_timeout_s``."""
-        if self._verifier is None:
-            self._verifier = verifier_for(self.verify_timeout_s)
-        return self._verifier
-
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._problem is None:
             raise EnvStateError("step() called before reset(); call env.reset() first")
@@ -241,7 +182,3 @@ class MathEnv(gym.Env[str, str]):
         if self.render_mode == "ansi":
             return self._obs
         return None
-
-    def close(self) -> None:
-        self._verifier = None
-        super().close()

@@ -178,7 +178,7 @@ class SRLMathEnv(gym.Env[str, str]):
     ## Description
     SRL (Supervised Reinforcement Learning: From Expert Trajectories to Step-wise
     Reasoning, 2025). A problem's expert solution is a list of steps ``y_1..y_n`` (CHAMP's
-    native steps, or MATH solutions split by :func:`pope_env.steps.split_solution`). At
+    native steps, or MATH solutions split by :func:`pope_env.solution_steps.split_solution`). At
     step ``k`` (``k = 2..n``, as in SRL: ``n - 1`` steps per solution) the agent sees the
     problem and the expert's steps ``1..k-1`` and writes an internal monologue plus the next
     step; whatever it writes, the next state appends the *expert's* step ``k`` (the expert

@@ -5,14 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import gymnasium as gym
-
+from pope_env.envs._math_base import MathEnvBase
 from pope_env.errors import ConfigError, EnvStateError
 from pope_env.guidance import GuidanceConfig, state_messages, state_text
 from pope_env.problem import Problem
-from pope_env.envs.math import check_verify_timeout, verifier_for
-from pope_env.rewards.math import MathVerifier
-from pope_env.rollin import RollInSampler
 from pope_env.spaces import UnicodeText, check_text_action
 
 
@@ -26,7 +22,7 @@ def join_steps(steps: Sequence[str], separator: str = "\n\n") -> str:
     return "".join(with_separator(step, separator) for step in steps)
 
 
-class MathStepsEnv(gym.Env[str, str]):
+class MathStepsEnv(MathEnvBase):
     """Step-level reasoning MDP: one action = one reasoning step.
 
     ## Description
@@ -92,9 +88,6 @@ class MathStepsEnv(gym.Env[str, str]):
     - v0: Initial version.
     """
 
-    metadata = {"render_modes": ["ansi"]}
-    invalid_action_reward = 0.0
-
     def __init__(
         self,
         dataset: str | None = "math500",
@@ -114,40 +107,22 @@ class MathStepsEnv(gym.Env[str, str]):
         verify_timeout_s: float = 5.0,
         render_mode: str | None = None,
     ) -> None:
-        check_verify_timeout(verify_timeout_s)
         for name, value in (("max_steps", max_steps), ("max_step_chars", max_step_chars),
                             ("max_total_chars", max_total_chars)):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
-        self.rollin = RollInSampler.from_dataset(
-            dataset, problems=problems, limit=limit, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
-            guidance_file=guidance_file, split_file=split_file,
+        super().__init__(
+            dataset, problems=problems, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
+            guidance=guidance, guidance_file=guidance_file, split_file=split_file, limit=limit,
+            verify_timeout_s=verify_timeout_s, render_mode=render_mode,
         )
-        self.problems = self.rollin.problems
-        self.dataset = dataset
-        self.mode = mode
-        self.guidance = guidance or GuidanceConfig()
         self.max_steps = max_steps
         self.max_step_chars = max_step_chars
         self.max_total_chars = max_total_chars
         self.step_separator = step_separator
-        self.verify_timeout_s = verify_timeout_s
-        self.render_mode = render_mode
-        self.observation_space = UnicodeText()
         self.action_space = UnicodeText(max_step_chars)
-        self._verifier: MathVerifier | None = None
-        self._problem: Problem | None = None
         self._steps: list[str] = []
-        self._info: dict[str, Any] = {}
         self._agent_steps = 0
-        self._done = True
-
-    @property
-    def verifier(self) -> MathVerifier:
-        """The math verifier: the process-wide one with the limit ``verify_timeout_s``."""
-        if self._verifier is None:
-            self._verifier = verifier_for(self.verify_timeout_s)
-        return self._verifier
 
     def _observe(self) -> tuple[str, list[dict[str, str]]]:
         partial = "".join(self._steps)
@@ -157,9 +132,7 @@ class MathStepsEnv(gym.Env[str, str]):
     def reset(
         self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
-        super().reset(seed=seed)
-        if seed is not None:
-            self.rollin.seed(seed)
+        self._start_reset(seed)
         options = dict(options or {})
         unknown = set(options) - {"problem_id", "guided", "prefix_len", "state"}
         if unknown:
@@ -239,7 +212,3 @@ class MathStepsEnv(gym.Env[str, str]):
         if self.render_mode == "ansi":
             return self.solution_so_far
         return None
-
-    def close(self) -> None:
-        self._verifier = None
-        super().close()

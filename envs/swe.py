@@ -17,9 +17,11 @@ from pope_env.rewards.similarity import step_similarity
 from pope_env.sandbox.base import ExecResult, Sandbox, SandboxLimits
 from pope_env.spaces import UnicodeText, check_text_action
 from pope_env.swe.task import SWETask, expert_commands
+from pope_env.swe.trajectories import SUBMIT
 
-SUBMIT = "submit"
 MODES = ("unguided", "guided", "srl")
+"""The SWE env's roll-ins (not the math envs' :data:`pope_env.rollin.MODES`: SWE has an SRL
+mode and no POPE mix)."""
 
 
 def format_step(command: str, result: ExecResult) -> str:

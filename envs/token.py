@@ -13,8 +13,8 @@ from gymnasium import spaces
 
 from pope_env.errors import ConfigError, DataFormatError, EnvStateError, InvalidActionError
 from pope_env.guidance import prefix_cap
-from pope_env.mixture import MixtureSampler
 from pope_env.problem import Problem
+from pope_env.rollin import MODES, RollInSampler
 
 # --------------------------------------------------------------------------- vocabulary
 
@@ -32,8 +32,9 @@ LEVELS: dict[str, dict[str, int]] = {
     "easy": {"n_ops": 1, "max_value": 9},
     "hard": {"n_ops": 3, "max_value": 99},
 }
-MODES = ("unguided", "guided", "pope")
 RESET_OPTIONS = ("problem_id", "prefix_len", "prefix_steps", "guided")
+"""The token env's reset options: ``prefix_len`` counts oracle *tokens* here, ``prefix_steps``
+is the roll-in sampler's ``prefix_len`` (oracle steps)."""
 
 
 class InvalidTokenError(InvalidActionError, ValueError):
@@ -266,10 +267,13 @@ class TokenEnv(gym.Env[np.ndarray, int]):
     that they agree). Truncation gives 0; a masked action gives ``invalid_action_reward``.
 
     ## Starting State
-    A problem in seeded random order (a new permutation per pass). ``mode="unguided"`` starts
+    Drawn by the roll-in sampler every math env uses (:class:`pope_env.rollin.RollInSampler`):
+    a problem in seeded random order (a new permutation per pass). ``mode="unguided"`` starts
     with an empty solution; ``"guided"`` after the oracle prefix of ``i*`` steps; ``"pope"``
-    mixes guided and unguided resets exactly 1:1 per block of two
-    (:class:`~pope_env.mixture.MixtureSampler`). ``i*`` comes from ``guidance_file``
+    pairs each problem's two versions within every pass, as the math envs do: with the
+    default ``guided_ratio=0.5`` a pass is ``2N`` resets over the ``N`` problems, each
+    appearing once guided and once unguided, one of each in every consecutive pair of
+    resets (:class:`~pope_env.mixture.MixtureSampler`). ``i*`` comes from ``guidance_file``
     (``pope-env prefix-search`` output, e.g. run with an sb3 agent, see
     :class:`pope_env.agents.sb3.MaskablePolicy`); a problem without a found ``i*`` (a
     fallback record) or without a file uses the fallback ``max(1, round(prefix_fraction *
@@ -330,8 +334,6 @@ class TokenEnv(gym.Env[np.ndarray, int]):
             raise ConfigError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
-        if not 0.0 < prefix_fraction <= 1.0:
-            raise ConfigError(f"prefix_fraction must be in (0, 1], got {prefix_fraction}")
         self.n_ops = LEVELS[level]["n_ops"] if n_ops is None else n_ops
         self.max_value = LEVELS[level]["max_value"] if max_value is None else max_value
         if self.n_ops < 1 or self.max_value < 1:
@@ -367,13 +369,14 @@ class TokenEnv(gym.Env[np.ndarray, int]):
         self.prefix_fraction = prefix_fraction
         self.invalid_action_reward = float(invalid_action_reward)
         self.render_mode = render_mode
-        self.guidance = None
-        if guidance_file is not None:
-            from pope_env.prefix_search import load_guidance
-
-            self.guidance = load_guidance(guidance_file, dataset=self.dataset)
-        self.mixture = MixtureSampler.from_fraction(guided_ratio) if mode == "pope" else None
-        self._mixture_seeded = False
+        # Guided states are oracle-token prefixes, so a fallback segment z[start:stop] of a
+        # guidance file cannot be shown: such problems get the prefix_fraction fallback.
+        self.rollin = RollInSampler(
+            [tp.problem for tp in self.problems], mode=mode, guided_ratio=guided_ratio,
+            prefix_fraction=prefix_fraction, guidance_file=guidance_file, dataset=self.dataset,
+            prefixes_only=True, warn_without_guidance=False,
+        )
+        self.guidance = self.rollin.guidance
 
         size = self.question_len + self.max_len
         self.action_space = spaces.Discrete(V)
@@ -382,7 +385,6 @@ class TokenEnv(gym.Env[np.ndarray, int]):
         self._obs = np.zeros(size + 1, dtype=np.int64)
         self._sol0 = self.question_len  # index of the first solution slot
         self._masks: dict[tuple[int, int, bool, bool], np.ndarray] = {}
-        self._order: list[int] = []
         self._tp: TokenProblem | None = None
         self._grammar: Grammar | None = None
         self._mask = np.zeros(V, dtype=bool)
@@ -394,20 +396,7 @@ class TokenEnv(gym.Env[np.ndarray, int]):
 
     def guided_steps(self, tp: TokenProblem) -> int:
         """Oracle steps of a guided start of ``tp`` without options (i* or the fallback)."""
-        if self.guidance is not None and tp.problem.id in self.guidance:
-            record = self.guidance[tp.problem.id]
-            if record.i_star is not None:
-                return min(record.i_star, tp.cap_steps)
-        return min(tp.cap_steps, max(1, round(self.prefix_fraction * tp.cap_steps)))
-
-    def _next_guided(self) -> bool:
-        if self.mode != "pope":
-            return self.mode == "guided"
-        assert self.mixture is not None
-        if not self._mixture_seeded:
-            self.mixture.seed(int(self.np_random.integers(2**31)))
-            self._mixture_seeded = True
-        return self.mixture.next()
+        return self.rollin.segment_for(tp.problem)[1]
 
     def problem_index(self, problem_id: str) -> int:
         from pope_env.errors import UnknownNameError
@@ -432,10 +421,7 @@ class TokenEnv(gym.Env[np.ndarray, int]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None:
-            self._order = []
-            if self.mixture is not None:
-                self.mixture.seed(seed)
-                self._mixture_seeded = True
+            self.rollin.seed(seed)
         options = dict(options or {})
         unknown = set(options) - set(RESET_OPTIONS)
         if unknown:
@@ -444,28 +430,32 @@ class TokenEnv(gym.Env[np.ndarray, int]):
             raise ConfigError("give prefix_len (tokens) or prefix_steps (oracle steps), not both")
         if "guided" in options and ("prefix_len" in options or "prefix_steps" in options):
             raise ConfigError("guided is implied by prefix_len/prefix_steps (> 0 is guided); give one")
-        if "problem_id" in options:
-            tp = self.problems[self.problem_index(options["problem_id"])]
-        else:
-            if not self._order:
-                self._order = [int(i) for i in self.np_random.permutation(len(self.problems))[::-1]]
-            tp = self.problems[self._order.pop()]
+        draw = {"problem_id": options["problem_id"]} if "problem_id" in options else {}
         prefix_steps: int | None
-        if "prefix_len" in options:
-            prefix_len = self._int_option("prefix_len", options["prefix_len"], tp.cap_tokens,
-                                          "oracle tokens up to and including \\boxed{")
-            prefix_steps = (tp.step_ends.index(prefix_len) + 1 if prefix_len in tp.step_ends
-                            else 0 if prefix_len == 0 else None)
-        elif "prefix_steps" in options:
-            prefix_steps = self._int_option("prefix_steps", options["prefix_steps"], tp.cap_steps,
-                                            "oracle steps before the one with the answer")
-            prefix_len = tp.step_ends[prefix_steps - 1] if prefix_steps else 0
+        if "prefix_len" in options or "prefix_steps" in options:
+            name = "prefix_len" if "prefix_len" in options else "prefix_steps"
+            value = options[name]
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"{name} must be an int, got {value!r}")
+            tp = self.problems[self._by_id[self.rollin.draw(self.np_random, dict(draw, guided=value > 0)).problem.id]]
+            if name == "prefix_len":
+                prefix_len = self._int_option("prefix_len", value, tp.cap_tokens,
+                                              "oracle tokens up to and including \\boxed{")
+                prefix_steps = (tp.step_ends.index(prefix_len) + 1 if prefix_len in tp.step_ends
+                                else 0 if prefix_len == 0 else None)
+            else:
+                prefix_steps = self._int_option("prefix_steps", value, tp.cap_steps,
+                                                "oracle steps before the one with the answer")
+                prefix_len = tp.step_ends[prefix_steps - 1] if prefix_steps else 0
         else:
             guided = options.get("guided")
-            if guided is not None and not isinstance(guided, (bool, np.bool_)):
-                raise ConfigError(f"guided must be a bool, got {guided!r}")
-            guided = self._next_guided() if guided is None else bool(guided)
-            prefix_steps = self.guided_steps(tp) if guided and tp.cap_steps else 0
+            if guided is not None:
+                if not isinstance(guided, (bool, np.bool_)):
+                    raise ConfigError(f"guided must be a bool, got {guided!r}")
+                draw["guided"] = bool(guided)
+            rollin = self.rollin.draw(self.np_random, draw)
+            tp = self.problems[self._by_id[rollin.problem.id]]
+            prefix_steps = rollin.prefix_len  # steps: the sampler shows oracle prefixes only here
             prefix_len = tp.step_ends[prefix_steps - 1] if prefix_steps else 0
 
         self._tp = tp

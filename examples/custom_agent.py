@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pope_env.agents.grpo import GRPOConfig, TokenLogprobs
+from pope_env.agents.grpo import GRPOConfig
 from pope_env.agents.methods import build_source, get_method, make_items, sft_items
-from pope_env.agents.policy import Generation, PolicyAgent, Prompt, SamplingParams
+from pope_env.agents.policy import Generation, PolicyAgent, Prompt, SamplingParams, TokenLogprobs
 from pope_env.agents.rollout import math_reward
 from pope_env.agents.train import TrainConfig, Trainer
 from pope_env.datasets import arithmetic

@@ -1,7 +1,7 @@
 """Find the oracle steps that already state the gold answer, so guidance never shows them.
 
 POPE's guidance ``z[:i]`` must not reveal the answer. The step that boxes it is easy to
-spot (:func:`pope_env.steps.max_prefix_len`), but a worked solution often *states* the
+spot (:func:`pope_env.solution_steps.max_prefix_len`), but a worked solution often *states* the
 answer a step or two earlier: ``"... and $x^2=810.$"`` comes just before ``"Area of the
 square is $\\boxed{810}$."``. This module finds such steps.
 
@@ -60,7 +60,7 @@ from collections.abc import Iterable
 
 from pope_env.problem import Problem
 from pope_env.rewards.rational import rational_verdict
-from pope_env.steps import max_prefix_len, protected_spans
+from pope_env.solution_steps import max_prefix_len, protected_spans
 
 __all__ = ["LeakScan", "stated_results", "scan_problem", "scan_problems", "clear_cache"]
 
@@ -392,7 +392,7 @@ class LeakScan:
     """Where a problem's solution first states its answer.
 
     Attributes:
-        box_cap: :func:`pope_env.steps.max_prefix_len`: steps before the first boxed answer.
+        box_cap: :func:`pope_env.solution_steps.max_prefix_len`: steps before the first boxed answer.
         stating_step: Index of the first step before ``box_cap`` with a stated result equal
             to the answer, or ``None``.
         stated: That stated result (``None`` when ``stating_step`` is ``None``).

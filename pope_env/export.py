@@ -131,7 +131,7 @@ def build_rows(
     Args:
         problems: The dataset's problems (every hard id of ``split`` must be among them).
         split: A loaded split file (:func:`pope_env.hard_split.load_split`).
-        guidance: A loaded guidance file (:func:`pope_env.prefix_search.load_guidance`).
+        guidance: A loaded guidance file (:func:`pope_env.guidance_file.load_guidance`).
         dataset: The dataset name (recorded in every row).
         config: Prompt wording; must be the wording the search used.
         prompt_format: ``"chat"`` (messages) or ``"text"``.
@@ -326,7 +326,7 @@ def export_pope(
             ``out`` that exists and was not written by an export.
     """
     from pope_env.hard_split import load_split
-    from pope_env.prefix_search import load_guidance
+    from pope_env.guidance_file import load_guidance
 
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {FORMATS}, got {format!r}")

@@ -38,9 +38,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
+from pope_env.answer_leak import scan_problem, scan_problems
 from pope_env.errors import ConfigError, DataFormatError
 from pope_env.problem import Problem
-from pope_env.answer_leak import scan_problem, scan_problems
+from pope_env.solution_steps import max_prefix_len
 
 ChatMessages = list[dict[str, str]]
 
@@ -95,7 +96,7 @@ def prefix_cap(problem: Problem) -> int:
 
     The same cap everywhere. Excluded, with every step after them:
 
-    * the step holding the first ``\\boxed{...}`` (:func:`pope_env.steps.max_prefix_len`;
+    * the step holding the first ``\\boxed{...}`` (:func:`pope_env.solution_steps.max_prefix_len`;
       for steps without a box, CHAMP's free-text answers, the step containing the gold
       answer text, else the last step);
     * the first earlier step that *states* the answer: one of its stated results (the

@@ -23,14 +23,14 @@ resume log and as a record of the base policy's pass@k on the dataset.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pope_env.errors import GuidanceFileError
 from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig
-from pope_env.io import JsonlAppender, PathLike, atomic_write_text, read_headed_jsonl
+from pope_env.guidance_file import SampledFileHeader
+from pope_env.io import HeadedFile, JsonlAppender, PathLike, open_for_resume, read_headed_jsonl
 from pope_env.prefix_search import PrefixProbe, Scorer
 from pope_env.problem import Problem
 
@@ -42,35 +42,13 @@ SPLIT_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
-class SplitHeader:
+class SplitHeader(SampledFileHeader):
     """The metadata line of a split file: the settings that produced it."""
 
-    dataset: str
-    model: str
-    k: int
-    seed: int
-    chunk_size: int
-    prompt_format: str = "chat"
-    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": SPLIT_KIND, "version": SPLIT_VERSION, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "SplitHeader":
-        if d.get("kind") != SPLIT_KIND:
-            raise ValueError(f"first line is not a hard-split header (kind={d.get('kind')!r})")
-        if d.get("version") != SPLIT_VERSION:
-            raise ValueError(f"unsupported split file version {d.get('version')!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def mismatches(self, other: "SplitHeader") -> list[str]:
-        return [
-            f"{f.name}: file has {getattr(self, f.name)!r}, asked for {getattr(other, f.name)!r}"
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != getattr(other, f.name)
-        ]
+    KIND = SPLIT_KIND
+    VERSION = SPLIT_VERSION
+    HEADER_NAME = "hard-split"
+    FILE_NAME = "split file"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,13 +69,9 @@ class SplitRecord:
 
 
 @dataclasses.dataclass
-class HardSplit:
-    """A loaded split file."""
-
-    path: Path
-    header: SplitHeader
-    records: dict[str, SplitRecord]
-    bad_lines: list[int] = dataclasses.field(default_factory=list)
+class HardSplit(HeadedFile):
+    """A loaded split file: its :class:`SplitHeader`, one :class:`SplitRecord` per problem,
+    and the bad lines skipped."""
 
     @property
     def hard_ids(self) -> list[str]:
@@ -154,30 +128,9 @@ def run_hard_split(
     """
     probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
                         sampling=sampling, config=config, prompt_format=prompt_format)
-    header = SplitHeader(
-        dataset=dataset,
-        model=str(getattr(policy, "name", type(policy).__name__)),
-        k=k,
-        seed=seed,
-        chunk_size=probe.chunk_size,
-        prompt_format=probe.prompt_format_name,
-        sampling={"temperature": probe.sampling.temperature, "top_p": probe.sampling.top_p,
-                  "max_new_tokens": probe.sampling.max_new_tokens},
-    )
+    header = SplitHeader(dataset=dataset, **probe.header_fields())
     path = Path(out)
-    done: set[str] = set()
-    if path.exists() and path.stat().st_size > 0:
-        existing = load_split(path)
-        diff = existing.header.mismatches(header)
-        if diff:
-            raise GuidanceFileError(f"{path} was made with other settings ({'; '.join(diff)}); "
-                                    "use another --out file or the same settings to resume")
-        if existing.bad_lines:  # drop them so they are redone and the file stays clean
-            rows = [header.to_json()] + [dataclasses.asdict(r) for r in existing.records.values()]
-            atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        done = set(existing.records)
-    else:
-        atomic_write_text(path, json.dumps(header.to_json(), ensure_ascii=False) + "\n")
+    done = set(open_for_resume(path, header, load_split, dataclasses.asdict))
 
     from tqdm.auto import tqdm
 

@@ -10,6 +10,7 @@ unit. Whole-file outputs (split files, reports, checkpoints' metadata) go throug
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from pope_env.errors import DataFormatError, PopeEnvError
 
@@ -216,3 +217,85 @@ def read_headed_jsonl(
             warnings.warn(f"{msg}; skipped ({redo_hint})", stacklevel=3)
             bad.append(lineno)
     return header, records, bad
+
+
+class FileHeader:
+    """The metadata (first) line of a headed JSONL file (a hard-split or guidance file): a
+    frozen dataclass whose fields are the settings that produced the file, written after
+    ``"kind"`` and ``"version"``.
+
+    Subclasses are dataclasses that set ``KIND`` (the ``"kind"`` value), ``VERSION``,
+    ``HEADER_NAME`` and ``FILE_NAME`` (the words naming them in errors). :meth:`from_json`
+    keeps only known fields, so a newer writer's extra settings do not break a reader.
+    """
+
+    KIND: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+    HEADER_NAME: ClassVar[str] = "file"
+    FILE_NAME: ClassVar[str] = "file"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "version": self.VERSION, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[H], d: dict[str, Any]) -> H:
+        if d.get("kind") != cls.KIND:
+            raise ValueError(f"first line is not a {cls.HEADER_NAME} header (kind={d.get('kind')!r})")
+        if d.get("version") != cls.VERSION:
+            raise ValueError(f"unsupported {cls.FILE_NAME} version {d.get('version')!r}")
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def mismatches(self, other: "FileHeader") -> list[str]:
+        """Human-readable ``field: file has X, asked for Y`` for every differing field."""
+        return [
+            f"{f.name}: file has {getattr(self, f.name)!r}, asked for {getattr(other, f.name)!r}"
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+H = TypeVar("H", bound=FileHeader)
+
+
+def open_for_resume(path: PathLike, header: FileHeader, load: Callable[[Path], Any],
+                    record_json: Callable[[Any], Mapping[str, Any]]) -> dict[str, Any]:
+    """Create the headed JSONL file ``path`` holding ``header``, or validate an existing one;
+    returns the finished records of an existing file (problem id -> record).
+
+    ``load(path)`` reads the file (an object with ``header``, ``records`` and ``bad_lines``);
+    its warnings about corrupted lines are passed on. A file made with other settings is
+    refused (:class:`~pope_env.errors.GuidanceFileError` naming every difference); corrupted
+    lines are dropped by rewriting the file atomically with the good records
+    (``record_json(record)``), so those problems are redone.
+    """
+    from pope_env.errors import GuidanceFileError
+
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        atomic_write_text(path, json.dumps(header.to_json(), ensure_ascii=False) + "\n")
+        return {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        existing = load(path)
+    for w in caught:
+        warnings.warn(str(w.message), stacklevel=3)
+    diff = existing.header.mismatches(header)
+    if diff:
+        raise GuidanceFileError(f"{path} was made with other settings ({'; '.join(diff)}); use another --out "
+                                "file or the same settings to resume")
+    if existing.bad_lines:
+        rows = [header.to_json()] + [dict(record_json(r)) for r in existing.records.values()]
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return dict(existing.records)
+
+
+@dataclasses.dataclass
+class HeadedFile:
+    """A loaded headed JSONL file: its :class:`FileHeader`, one record per problem id (in
+    file order), and the numbers of the corrupted lines that were skipped."""
+
+    path: Path
+    header: Any
+    records: dict[str, Any]
+    bad_lines: list[int] = dataclasses.field(default_factory=list)

@@ -8,7 +8,7 @@ evaluation of a training run, through :class:`pope_env.agents.reach_hook.OwnStat
 1. For each problem, sample one unguided completion (seeded).
 2. Split it into steps and drop the first step that holds a ``\\boxed{}`` (or ``\\fbox{}``)
    answer and all after it, the same rule as the oracle prefix cap
-   (:func:`pope_env.steps.max_prefix_len`: a guided prefix never shows a step with a box);
+   (:func:`pope_env.solution_steps.max_prefix_len`: a guided prefix never shows a step with a box);
    what remains, ``m`` steps, gives the policy's own partial solutions
    ``steps[:j]`` for ``j = 1..m``. Up to ``states_per_problem`` of them are kept, evenly
    spaced and always including the longest (``j = ceil(t * m / s)`` for ``t = 1..s``).
@@ -39,9 +39,9 @@ from pope_env.reach import (
     DEFAULT_CONFIDENCE,
     DEFAULT_CRITERION,
     DEFAULT_THRESHOLD,
+    SuccessCounts,
     check_s_good_rule,
     format_table,
-    wilson_interval,
 )
 
 StateRenderer = Callable[[Problem, Sequence[str]], Any]
@@ -54,7 +54,7 @@ Scorer = Callable[[Sequence[str], Problem], Sequence[bool]]
 
 
 @dataclasses.dataclass(frozen=True)
-class OwnState:
+class OwnState(SuccessCounts):
     """One partial solution the policy wrote itself, with its Monte Carlo success counts.
 
     Attributes:
@@ -70,15 +70,6 @@ class OwnState:
     own_steps: int
     successes: int
     samples: int
-
-    @property
-    def estimate(self) -> float:
-        """Point estimate of the success probability from this state."""
-        return self.successes / self.samples if self.samples else 0.0
-
-    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
-        """Wilson score interval of the success probability."""
-        return wilson_interval(self.successes, self.samples, confidence)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +92,7 @@ class OwnStateOverlap:
 
     def in_s_good(self, state: OwnState) -> bool:
         """Whether ``state`` passes the S_good rule."""
-        value = state.interval(self.confidence)[0] if self.criterion == "lower" else state.estimate
-        return state.samples > 0 and value > self.threshold
+        return state.in_s_good(threshold=self.threshold, confidence=self.confidence, criterion=self.criterion)
 
     @property
     def overlap(self) -> float:
@@ -158,7 +148,7 @@ def split_lines(text: str) -> list[str]:
     return re.findall(r"[^\n]*\n|[^\n]+$", text)
 
 
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")  # as pope_env.steps' answer-step rule
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")  # as pope_env.solution_steps' answer-step rule
 
 
 def first_box_index(steps: Sequence[str]) -> int | None:
@@ -170,11 +160,11 @@ def own_partial_steps(completion: str, split_steps: StepSplitter | None = None) 
     """The steps of ``completion`` before the first one holding a ``\\boxed{}`` answer (all
     of them when it has none, e.g. when it was truncated); whitespace-only steps are dropped.
 
-    The cut is the oracle prefix cap's (:func:`pope_env.steps.max_prefix_len`): the first
+    The cut is the oracle prefix cap's (:func:`pope_env.solution_steps.max_prefix_len`): the first
     boxed step and everything after it are not part of any state, so an own state never
     shows an answer, exactly as a guided prefix never does.
     """
-    from pope_env.steps import split_solution
+    from pope_env.solution_steps import split_solution
 
     steps = [s for s in (split_steps or split_solution)(completion) if s.strip()]
     answer = first_box_index(steps)
@@ -216,7 +206,7 @@ def own_state_overlap(
         render_state: Prompt of a partial solution (default: chat messages of
             :func:`pope_env.guidance.state_messages`, the steps env's roll-in prompt).
         split_steps: Cuts a completion into steps (default:
-            :func:`pope_env.steps.split_solution`; :func:`split_lines` for one step per line).
+            :func:`pope_env.solution_steps.split_solution`; :func:`split_lines` for one step per line).
         threshold, confidence, criterion: The S_good rule (as :class:`~pope_env.reach.ReachSet`;
             default: lower 95% Wilson bound > 0.1).
         batch_size: Prompts per ``generate`` call.

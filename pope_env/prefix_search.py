@@ -81,8 +81,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
-import json
 import math
 import random
 import warnings
@@ -90,7 +88,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pope_env.errors import ConfigError, DataFormatError, GuidanceFileError
+from pope_env.errors import ConfigError, DataFormatError
 from pope_env.guidance import (
     DEFAULT_CONFIG,
     GuidanceConfig,
@@ -99,7 +97,26 @@ from pope_env.guidance import (
     guided_text,
     precompute_caps,
 )
-from pope_env.io import JsonlAppender, PathLike, atomic_write_text, read_headed_jsonl
+from pope_env.guidance_file import (  # noqa: F401  (re-exported: the guidance file format lived here)
+    GUIDANCE_KIND,
+    GUIDANCE_VERSION,
+    GuidanceFile,
+    GuidanceHeader,
+    GuidanceRecord,
+    Measurement,
+    load_guidance,
+)
+from pope_env.io import JsonlAppender, PathLike, open_for_resume
+from pope_env.search_strategies import (  # noqa: F401  (re-exported: the strategies lived here)
+    ANCHOR_WINDOW,
+    STRATEGIES,
+    SearchStrategy,
+    anchored_search,
+    galloping_search,
+    get_strategy,
+    linear_search,
+    scouting_search,
+)
 from pope_env.problem import Problem
 
 if TYPE_CHECKING:  # typing only: the core never imports pope_env.agents at run time
@@ -108,8 +125,6 @@ if TYPE_CHECKING:  # typing only: the core never imports pope_env.agents at run 
 Scorer = Callable[[Sequence[str], Problem], list[bool]]
 """Scores the completions of one problem: one ``correct`` verdict per completion."""
 
-GUIDANCE_KIND = "pope-guidance"
-GUIDANCE_VERSION = 1
 PROMPT_FORMATS = ("chat", "text")
 
 
@@ -133,23 +148,6 @@ def derive_seed(*parts: object) -> int:
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-@dataclasses.dataclass(frozen=True)
-class Measurement:
-    """Outcome of sampling roll-in state ``prefix_len`` of one problem."""
-
-    prefix_len: int
-    successes: int
-    samples: int
-
-    def to_json(self) -> list[int]:
-        return [self.prefix_len, self.successes, self.samples]
-
-    @classmethod
-    def from_json(cls, row: Sequence[int]) -> "Measurement":
-        i, s, n = row
-        return cls(int(i), int(s), int(n))
 
 
 def prompt_format_name(prompt_format: "str | Callable[[Problem, int], Prompt]") -> str:
@@ -229,6 +227,15 @@ class PrefixProbe:
         self.sampling, self.config, self.prompt_format = sampling, config, prompt_format
         self.log: list[Measurement] = []
         self._known: dict[tuple[str, int], _StateProgress] = {}
+
+    def header_fields(self) -> dict[str, Any]:
+        """The settings a file measured with this probe records in its header
+        (:class:`~pope_env.guidance_file.SampledFileHeader`): model, k, seed, chunk size,
+        prompt format and sampling."""
+        return {"model": str(getattr(self.policy, "name", type(self.policy).__name__)), "k": self.k,
+                "seed": self.seed, "chunk_size": self.chunk_size, "prompt_format": self.prompt_format_name,
+                "sampling": {"temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
+                             "max_new_tokens": self.sampling.max_new_tokens}}
 
     @property
     def scorer(self) -> Scorer:
@@ -330,223 +337,6 @@ class _StateProgress:
     successes: int = 0
 
 
-# --------------------------------------------------------------------------- strategies
-
-
-def linear_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | None:
-    """Reference: the paper's i*, the smallest ``i`` in ``1..cap`` with a success in ``k``.
-
-    Measures ``i = 1, 2, ...`` in order, each until its first success (at most ``k``
-    samples); returns the first state with a success. Every state below the returned i*
-    failed all ``k`` samples, so it is exactly ``min { i : successes(x, i) >= 1 }``; ``None``
-    means every state ``1..cap`` failed all ``k`` samples.
-
-    No strategy can return this i* for certain with fewer samples: a state is ruled out only
-    by ``k`` failures, so every ``i < i*`` must be fully measured, and i* needs a success.
-    Linear measures exactly that; the other strategies save rollouts by *not* measuring some
-    states below their answer, which is why they guarantee less.
-    """
-    for i in range(1, cap + 1):
-        if probe.measure(problem, i, early_stop=True).successes:
-            return i
-    return None
-
-
-def _first_success_upward(probe: PrefixProbe, problem: Problem, states: Iterable[int]) -> int | None:
-    """Finish ``states`` in increasing order (each until its first success, states already
-    failed skipped); the first that succeeds, or ``None`` when all fail all ``k`` samples.
-
-    When every state below ``states`` is already a verified failure, the state returned is
-    the linear scan's i* and ``None`` is a verified "no prefix works"."""
-    for i in sorted(states):
-        if probe.is_failure(problem, i):
-            continue
-        if probe.measure(problem, i, early_stop=True).successes:
-            return i
-    return None
-
-
-def galloping_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | None:
-    """Cap, then 1, then top-down galloping with bisection.
-
-    Order: the cap; if it fails all ``k`` samples, the states ``1..cap-1`` in increasing
-    order (the linear scan: a prefix is found only below the cap when success is not
-    monotone, and "no prefix works" is declared only once all of ``1..cap`` failed all
-    ``k`` samples). Otherwise state 1 (a success: i* = 1, as the linear scan finds), then
-    ``cap - 1, cap - 2, cap - 4, ...`` until a failure, then bisection between that failure
-    and the shortest success. Every measurement stops at its first success.
-
-    Guarantee: the returned i* succeeded and ``i* - 1`` failed all ``k`` samples (or
-    i* = 1): a *local* minimum. States below ``i* - 1`` other than state 1 may be unmeasured,
-    so when success is not monotone in i (a lucky success at some ``j < i* - 1``) the linear
-    scan returns that smaller j instead. ``None`` is verified: every state failed all ``k``.
-    """
-
-    def solved(i: int) -> bool:
-        return probe.measure(problem, i, early_stop=True).successes > 0
-
-    if not solved(cap):
-        return _first_success_upward(probe, problem, range(1, cap))
-    if cap == 1 or solved(1):
-        return 1
-    success, failure = cap, 1  # shortest known success; longest known failure below it
-    step = 1
-    while success - step > failure:
-        i = success - step
-        if not solved(i):
-            failure = i
-            break
-        success = i
-        step *= 2
-    while success - failure > 1:
-        mid = (success + failure) // 2
-        if solved(mid):
-            success = mid
-        else:
-            failure = mid
-    return success
-
-
-def scouting_search(
-    probe: PrefixProbe, problem: Problem, cap: int, *, scout_chunks: int = 1
-) -> int | None:
-    """Scout upward with ``scout_chunks`` chunks per state, then confirm downward.
-
-    1. *Scout*: draw the first ``scout_chunks`` chunks (stopping at a success) of states
-       ``1, 2, ...`` and stop at the first state with a success: the lowest state proven
-       solvable, ``lowest``. The states below i*, which the linear scan pays ``k`` samples
-       each for, cost ``scout_chunks`` chunks each here.
-    2. *Confirm*: finish the state ``lowest - 1`` (its remaining chunks, stopping at the first
-       success; scouted chunks are reused, never redrawn). All ``k`` samples failed: it is a
-       verified failure and ``lowest`` is i*. A success makes it the new ``lowest``, and the
-       state below is confirmed next.
-    3. *No scout succeeded*: finish the states ``1..cap`` in increasing order (the linear
-       scan, reusing the scouted chunks); the first success is i*, and "no prefix works"
-       is declared only once every state failed all ``k`` samples.
-
-    Guarantee: the returned i* succeeded and ``i* - 1`` failed all ``k`` samples (or
-    i* = 1): a *local* minimum; states below ``i* - 1`` were scouted with only
-    ``scout_chunks`` chunks. It returns the linear scan's i* unless the scouts miss the
-    success at that state (it lies beyond the scouted chunks) *and* some state between it
-    and the lowest scouted success fails all ``k`` samples (success is not monotone there).
-    ``None`` is verified: every state failed all ``k``. ``scout_chunks`` trades rollouts for
-    agreement: with ``scout_chunks = n_chunks`` this is the linear scan, which always agrees.
-
-    Raises:
-        ConfigError: ``scout_chunks`` is not a positive integer.
-    """
-    if isinstance(scout_chunks, bool) or not isinstance(scout_chunks, int) or scout_chunks < 1:
-        raise ConfigError(f"scout_chunks must be an integer >= 1, got {scout_chunks!r}")
-    lowest = next((i for i in range(1, cap + 1) if probe.measure(
-        problem, i, early_stop=True, max_chunks=scout_chunks).successes), None)
-    if lowest is None:
-        return _first_success_upward(probe, problem, range(1, cap + 1))
-    while lowest > 1 and probe.measure(problem, lowest - 1, early_stop=True).successes:
-        lowest -= 1
-    return lowest
-
-
-#: How many recent problems (those that found a prefix) :func:`anchored_search` learns from.
-ANCHOR_WINDOW = 256
-
-
-def anchored_search(
-    probe: PrefixProbe, problem: Problem, cap: int, *, history: Sequence["GuidanceRecord"] = ()
-) -> int | None:
-    """Start at the state the earlier problems point to, then verify.
-
-    ``history`` holds the records of the problems searched before this one. The guess is
-    ``cap - d`` (clipped to ``1..cap``) with ``d`` the median of ``cap - i*`` over the last
-    :data:`ANCHOR_WINDOW` records that found a prefix (recent ones, so a long run costs
-    linear time and follows a drift in difficulty); without any, :func:`scouting_search`
-    decides. From the guess (every measurement stops at its first success):
-
-    * success: measure ``guess - 1``, ``guess - 2``, ... until one fails all ``k`` samples
-      or state 1 succeeds; i* is the lowest success.
-    * failure (all ``k`` samples): measure ``guess + 1``, ``guess + 2``, ... up to the cap;
-      i* is the first success (the state below it is a verified failure). The states below a
-      failed guess are *not* measured then. Only if every state from the guess to the cap
-      fails are the states ``1..guess-1`` finished in increasing order (the first success
-      is i*), so "no prefix works" is declared only once every state failed all ``k``.
-
-    Guarantee: the returned i* succeeded and ``i* - 1`` failed all ``k`` samples (or
-    i* = 1): a *local* minimum. After a successful guess, a lucky success below the first
-    failure is missed; after a failed guess, any success below the guess is missed (unless
-    nothing above succeeds). ``None`` is verified: every state failed all ``k``.
-    """
-    distances = sorted(itertools.islice(
-        (r.cap - r.i_star for r in reversed(history) if r.i_star is not None), ANCHOR_WINDOW))
-    if not distances:
-        return scouting_search(probe, problem, cap)
-    guess = min(cap, max(1, cap - distances[(len(distances) - 1) // 2]))
-
-    def solved(i: int) -> bool:
-        return probe.measure(problem, i, early_stop=True).successes > 0
-
-    if solved(guess):
-        lowest = guess
-        while lowest > 1 and solved(lowest - 1):
-            lowest -= 1
-        return lowest
-    above = next((i for i in range(guess + 1, cap + 1) if solved(i)), None)
-    if above is not None:
-        return above
-    return _first_success_upward(probe, problem, range(1, guess))
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchStrategy:
-    """A named i* search: ``search(probe, problem, cap) -> i* or None``.
-
-    With ``uses_history`` the search is also given ``history=``: the records of the problems
-    searched before this one in the run (see :func:`anchored_search`).
-    """
-
-    name: str
-    search: Callable[..., int | None]
-    description: str
-    uses_history: bool = False
-
-
-STRATEGIES: dict[str, SearchStrategy] = {
-    s.name: s
-    for s in (
-        SearchStrategy("linear", linear_search,
-                       "i = 1, 2, ... until the first success (k samples per failure): the "
-                       "paper's i*, the smallest i with a success (default)"),
-        SearchStrategy(
-            "galloping",
-            galloping_search,
-            "cap, then 1, then gallop down from the cap and bisect; returns a local minimum "
-            "(a success at i*, k failures at i* - 1)",
-        ),
-        SearchStrategy(
-            "scouting",
-            scouting_search,
-            "one chunk per state from i = 1 up to the first success, then finish the states "
-            "below it; only i* - 1 costs all k samples; returns a local minimum",
-        ),
-        SearchStrategy(
-            "anchored",
-            anchored_search,
-            "start at the distance below the cap where earlier problems' i* lay, then verify; "
-            "a right guess costs only the verification; returns a local minimum",
-            uses_history=True,
-        ),
-    )
-}
-
-
-def get_strategy(name: str) -> SearchStrategy:
-    """The strategy called ``name``; :class:`UnknownNameError` lists the known ones."""
-    from pope_env.errors import UnknownNameError
-
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise UnknownNameError("strategy", name, tuple(STRATEGIES)) from None
-
-
 # --------------------------------------------------------------------------- results
 
 
@@ -581,172 +371,6 @@ def fallback_segment(problem: Problem, seed: int) -> tuple[int, int]:
         return 0, 0
     start = rng.choice(short)
     return start, start + 1
-
-
-@dataclasses.dataclass(frozen=True)
-class GuidanceRecord:
-    """The search result for one problem (one line of a guidance file).
-
-    Attributes:
-        problem_id: The problem.
-        i_star: Shortest verified prefix length, or ``None`` when no prefix worked.
-        fallback: True when ``segment`` is the random fallback segment.
-        segment: ``[start, stop)`` of the oracle steps to show: ``(0, i_star)`` or the fallback
-            (``(0, 0)`` when the solution is too short for a fallback segment: no guidance).
-        cap: The problem's prefix cap (steps that can be shown without the answer).
-        n_steps: Steps in the oracle solution.
-        evidence: Every measurement made, in order.
-    """
-
-    problem_id: str
-    i_star: int | None
-    fallback: bool
-    segment: tuple[int, int]
-    cap: int
-    n_steps: int
-    evidence: tuple[Measurement, ...] = ()
-
-    @property
-    def start(self) -> int:
-        return self.segment[0]
-
-    @property
-    def prefix_len(self) -> int:
-        """Number of oracle steps shown (the roll-in state's length)."""
-        return self.segment[1] - self.segment[0]
-
-    @property
-    def rollouts(self) -> int:
-        return sum(m.samples for m in self.evidence)
-
-    def by_state(self) -> dict[int, Measurement]:
-        """Evidence totals per measured state (installments of one state summed)."""
-        out: dict[int, Measurement] = {}
-        for m in self.evidence:
-            seen = out.get(m.prefix_len, Measurement(m.prefix_len, 0, 0))
-            out[m.prefix_len] = Measurement(m.prefix_len, seen.successes + m.successes,
-                                            seen.samples + m.samples)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "problem_id": self.problem_id,
-            "i_star": self.i_star,
-            "fallback": self.fallback,
-            "segment": list(self.segment),
-            "cap": self.cap,
-            "n_steps": self.n_steps,
-            "rollouts": self.rollouts,
-            "evidence": [m.to_json() for m in self.evidence],
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "GuidanceRecord":
-        start, stop = d["segment"]
-        record = cls(
-            problem_id=str(d["problem_id"]),
-            i_star=None if d["i_star"] is None else int(d["i_star"]),
-            fallback=bool(d["fallback"]),
-            segment=(int(start), int(stop)),
-            cap=int(d["cap"]),
-            n_steps=int(d["n_steps"]),
-            evidence=tuple(Measurement.from_json(r) for r in d.get("evidence", ())),
-        )
-        empty = record.fallback and record.segment == (0, 0)  # a fallback with no guidance
-        if not empty and not 0 <= record.start < record.segment[1] <= record.cap:
-            raise ValueError(f"segment {list(record.segment)} is not inside [0, cap={record.cap}]")
-        if record.fallback == (record.i_star is not None):
-            raise ValueError("exactly one of i_star and fallback must be set")
-        return record
-
-
-@dataclasses.dataclass(frozen=True)
-class GuidanceHeader:
-    """The metadata line of a guidance file: the settings that produced it."""
-
-    dataset: str
-    model: str
-    k: int
-    seed: int
-    strategy: str
-    chunk_size: int
-    prompt_format: str = "chat"
-    sampling: dict[str, Any] = dataclasses.field(default_factory=dict)
-    instruction_sha: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": GUIDANCE_KIND, "version": GUIDANCE_VERSION, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "GuidanceHeader":
-        if d.get("kind") != GUIDANCE_KIND:
-            raise ValueError(f"first line is not a guidance header (kind={d.get('kind')!r})")
-        if d.get("version") != GUIDANCE_VERSION:
-            raise ValueError(f"unsupported guidance file version {d.get('version')!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def mismatches(self, other: "GuidanceHeader") -> list[str]:
-        """Human-readable ``field: file has X, asked for Y`` for every differing field."""
-        out = []
-        for f in dataclasses.fields(self):
-            mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if mine != theirs:
-                out.append(f"{f.name}: file has {mine!r}, asked for {theirs!r}")
-        return out
-
-
-@dataclasses.dataclass
-class GuidanceFile:
-    """A loaded guidance file: its header, one record per problem, and the bad lines skipped."""
-
-    path: Path
-    header: GuidanceHeader
-    records: dict[str, GuidanceRecord]
-    bad_lines: list[int] = dataclasses.field(default_factory=list)
-
-    def __getitem__(self, problem_id: str) -> GuidanceRecord:
-        from pope_env.errors import UnknownNameError
-
-        try:
-            return self.records[problem_id]
-        except KeyError:
-            raise UnknownNameError(f"problem in guidance file {self.path}", problem_id,
-                                   tuple(self.records)) from None
-
-    def __contains__(self, problem_id: object) -> bool:
-        return problem_id in self.records
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-
-def load_guidance(
-    path: PathLike, *, dataset: str | None = None, strict: bool = False
-) -> GuidanceFile:
-    """Read a guidance file.
-
-    Args:
-        path: The JSONL file.
-        dataset: If given, the file must have been made for this dataset
-            (:class:`GuidanceFileError` naming both otherwise).
-        strict: Raise on the first corrupted line instead of warning and skipping it.
-
-    Raises:
-        GuidanceFileError: missing or unreadable header, a dataset mismatch, or (strict) a
-            corrupted line; messages give the file and line number.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise GuidanceFileError(f"guidance file {path} does not exist; make one with "
-                                "`pope-env prefix-search ... --out FILE`")
-    header, parsed, bad = read_headed_jsonl(
-        path, GuidanceHeader.from_json, GuidanceRecord.from_json, kind="guidance",
-        redo_hint="re-run the search to redo that problem", strict=strict, error=GuidanceFileError,
-        dataset=dataset, remake_hint=f"use a guidance file searched on {dataset!r}",
-    )
-    records = {record.problem_id: record for record in parsed}
-    return GuidanceFile(path, header, records, bad)
 
 
 # --------------------------------------------------------------------------- the search
@@ -838,18 +462,8 @@ def run_prefix_search(
     search = strategy if isinstance(strategy, SearchStrategy) else get_strategy(strategy)
     probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
                         sampling=sampling, config=config, prompt_format=prompt_format)
-    header = GuidanceHeader(
-        dataset=dataset,
-        model=str(getattr(policy, "name", type(policy).__name__)),
-        k=k,
-        seed=seed,
-        strategy=search.name,
-        chunk_size=probe.chunk_size,
-        prompt_format=probe.prompt_format_name,
-        sampling={"temperature": probe.sampling.temperature, "top_p": probe.sampling.top_p,
-                  "max_new_tokens": probe.sampling.max_new_tokens},
-        instruction_sha=hashlib.sha256(config.instruction.encode()).hexdigest()[:12],
-    )
+    header = GuidanceHeader(dataset=dataset, strategy=search.name, **probe.header_fields(),
+                            instruction_sha=hashlib.sha256(config.instruction.encode()).hexdigest()[:12])
     precompute_caps(problems, progress=progress)  # one parallel answer-leak scan, then cached
     bad = unusable_problems(problems)
     if bad and not skip_unusable:
@@ -861,7 +475,7 @@ def run_prefix_search(
     for pid in bad:
         warnings.warn(f"skipping problem {pid!r}: it cannot be guided", stacklevel=2)
     todo = [p for p in problems if p.id not in bad]
-    done = _open_for_resume(Path(out), header)
+    done = open_for_resume(Path(out), header, load_guidance, GuidanceRecord.to_json)
 
     from tqdm.auto import tqdm
 
@@ -882,30 +496,3 @@ def run_prefix_search(
             history.append(record)
     bar.close()
     return load_guidance(out, dataset=dataset)
-
-
-def _open_for_resume(path: Path, header: GuidanceHeader) -> dict[str, GuidanceRecord]:
-    """Create ``path`` with ``header`` or validate an existing one; the finished problems' records.
-
-    Corrupted lines of an existing file are reported and dropped by rewriting the file
-    atomically with the good lines only, so they are redone.
-    """
-    if not path.exists() or path.stat().st_size == 0:
-        atomic_write_text(path, json.dumps(header.to_json(), ensure_ascii=False) + "\n")
-        return {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        existing = load_guidance(path)
-    for w in caught:
-        warnings.warn(str(w.message), stacklevel=3)
-    problems = existing.header.mismatches(header)
-    if problems:
-        raise GuidanceFileError(
-            f"{path} was made with other settings ({'; '.join(problems)}); use another --out "
-            "file or the same settings to resume"
-        )
-    if existing.bad_lines:
-        lines = [json.dumps(header.to_json(), ensure_ascii=False)]
-        lines += [json.dumps(r.to_json(), ensure_ascii=False) for r in existing.records.values()]
-        atomic_write_text(path, "\n".join(lines) + "\n")
-    return dict(existing.records)

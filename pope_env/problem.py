@@ -16,7 +16,7 @@ class Problem:
         question: The problem statement ``x`` shown to the policy.
         solution: The oracle (human) worked solution ``z`` as one text; privileged.
         steps: ``z`` split into steps; ``"".join(steps) == solution`` whenever the steps
-            come from :func:`pope_env.steps.split_solution`. Datasets with native steps
+            come from :func:`pope_env.solution_steps.split_solution`. Datasets with native steps
             (CHAMP) keep theirs. Privileged.
         answer: The gold final answer (LaTeX or plain text, without ``\\boxed{}``); privileged.
         source: Dataset name (``"math"``, ``"math500"``, ``"champ"``, ``"arithmetic"``, ...).

@@ -82,8 +82,7 @@ def min_successes(samples: int, *, threshold: float = DEFAULT_THRESHOLD,
     ``(threshold, confidence, criterion)``; ``None`` when even ``samples`` successes do not."""
     check_s_good_rule(threshold=threshold, confidence=confidence, criterion=criterion)
     for successes in range(samples + 1):
-        value = wilson_interval(successes, samples, confidence)[0] if criterion == "lower" else successes / max(samples, 1)
-        if samples > 0 and value > threshold:
+        if samples > 0 and s_good_value(successes, samples, confidence, criterion) > threshold:
             return successes
     return None
 
@@ -99,15 +98,14 @@ def check_s_good_rule(*, threshold: float, confidence: float, criterion: str) ->
         raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}")
 
 
-@dataclasses.dataclass(frozen=True)
-class StateEstimate:
-    """Success counts of one roll-in state and their estimate."""
+class SuccessCounts:
+    """``successes`` out of ``samples`` rollouts from one state: the point estimate, the
+    Wilson interval and the S_good rule, for every record that holds such counts
+    (:class:`StateEstimate`, :class:`StateMonteCarlo`, :class:`pope_env.own_states.OwnState`).
+    """
 
-    problem_id: str
-    prefix_len: int
     successes: int
     samples: int
-    start: int = 0
 
     @property
     def estimate(self) -> float:
@@ -115,7 +113,33 @@ class StateEstimate:
         return self.successes / self.samples if self.samples else 0.0
 
     def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Wilson score interval of the success probability."""
         return wilson_interval(self.successes, self.samples, confidence)
+
+    def in_s_good(self, *, threshold: float = DEFAULT_THRESHOLD, confidence: float = DEFAULT_CONFIDENCE,
+                  criterion: str = DEFAULT_CRITERION) -> bool:
+        """Whether the state passes the S_good rule: sampled, and its lower Wilson bound
+        (``criterion="lower"``) or point estimate (``"point"``) exceeds ``threshold``."""
+        return s_good_value(self.successes, self.samples, confidence, criterion) > threshold and self.samples > 0
+
+
+def s_good_value(successes: int, samples: int, confidence: float, criterion: str) -> float:
+    """The number the S_good rule compares with its threshold: the lower Wilson bound
+    (``criterion="lower"``) or the point estimate."""
+    if criterion == "lower":
+        return wilson_interval(successes, samples, confidence)[0]
+    return successes / max(samples, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class StateEstimate(SuccessCounts):
+    """Success counts of one roll-in state and their estimate."""
+
+    problem_id: str
+    prefix_len: int
+    successes: int
+    samples: int
+    start: int = 0
 
     @property
     def label(self) -> str:
@@ -205,8 +229,7 @@ class ReachSet:
         ]
 
     def in_s_good(self, state: StateEstimate) -> bool:
-        value = state.interval(self.confidence)[0] if self.criterion == "lower" else state.estimate
-        return state.samples > 0 and value > self.threshold
+        return state.in_s_good(threshold=self.threshold, confidence=self.confidence, criterion=self.criterion)
 
     def s_good(self, problem_id: str) -> list[StateEstimate]:
         """The states of ``problem_id`` in S_good (empty for an unknown problem)."""
@@ -384,7 +407,7 @@ class StateQuery:
 
 
 @dataclasses.dataclass(frozen=True)
-class StateMonteCarlo:
+class StateMonteCarlo(SuccessCounts):
     """Monte Carlo estimate of the success probability from one :class:`StateQuery`.
 
     Attributes:
@@ -399,13 +422,6 @@ class StateMonteCarlo:
     samples: int
     key: str
     cached: bool = False
-
-    @property
-    def estimate(self) -> float:
-        return self.successes / self.samples if self.samples else 0.0
-
-    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
-        return wilson_interval(self.successes, self.samples, confidence)
 
 
 def state_key(problem: Any, steps: Sequence[str], *, policy_id: str, k: int, seed: int,
@@ -573,10 +589,9 @@ def states_table(estimates: Sequence[StateMonteCarlo], *, confidence: float = DE
     rows = []
     for e in estimates:
         lo, hi = e.interval(confidence)
-        value = lo if criterion == "lower" else e.estimate
         rows.append((e.problem_id, e.label, str(e.n_steps), f"{e.successes}/{e.samples}",
                      f"{e.estimate:.3f}", f"[{lo:.3f}, {hi:.3f}]",
-                     "yes" if e.samples and value > threshold else "",
+                     "yes" if e.in_s_good(threshold=threshold, confidence=confidence, criterion=criterion) else "",
                      "cache" if e.cached else ""))
     head = ("problem", "state", "steps", "succ/n", "p", f"{confidence:.0%} interval", "S_good", "")
     return format_table(head, rows)

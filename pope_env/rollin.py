@@ -70,6 +70,13 @@ class RollInSampler:
         guidance_file: A guidance file of ``pope-env prefix-search`` (``i*`` per problem).
         split_file: A split file of ``pope-env hard-split``: keep only its hard problems.
         dataset: The dataset name, checked against the headers of both files.
+        prefixes_only: The env can only show a prefix ``z[:i]`` of the oracle solution (the
+            token env's state is the oracle's first tokens): a guidance record without
+            ``i*`` (a fallback segment ``z[start:stop]``) gets the ``prefix_fraction``
+            fallback instead, and ``i*`` is capped at the problem's cap.
+        warn_without_guidance: Warn (:class:`NoGuidanceWarning`) when guided roll-ins have
+            no guidance file. The token env, whose default guided start is the whole cap
+            (the easiest guided state), turns this off.
     """
 
     def __init__(
@@ -82,6 +89,8 @@ class RollInSampler:
         guidance_file: str | None = None,
         split_file: str | None = None,
         dataset: str | None = None,
+        prefixes_only: bool = False,
+        warn_without_guidance: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
@@ -105,11 +114,13 @@ class RollInSampler:
             raise ConfigError("no problems to draw from (empty dataset or split)")
         self.problems: list[Problem] = list(by_id.values())
         self._by_id = by_id
+        self._caps: dict[str, int] = {}
         self.mode = mode
         self.prefix_fraction = prefix_fraction
+        self.prefixes_only = prefixes_only
         self.guidance = None
         if guidance_file is not None:
-            from pope_env.prefix_search import load_guidance
+            from pope_env.guidance_file import load_guidance
 
             self.guidance = load_guidance(guidance_file, dataset=dataset)
         self.mixture = MixtureSampler.from_fraction(guided_ratio) if mode == "pope" else None
@@ -117,14 +128,15 @@ class RollInSampler:
         # False: unguided), a single one (None) otherwise.
         self._queues: dict[bool | None, list[int]] = {}
         self._mixture_seeded = False
-        if self.guidance is None and (mode == "guided" or (mode == "pope" and self.mixture.guided)):
+        if warn_without_guidance and self.guidance is None and (
+                mode == "guided" or (mode == "pope" and self.mixture.guided)):
             warnings.warn(
                 f"{mode!r} mode without a guidance file: guided roll-ins show "
                 f"round({prefix_fraction} * cap) oracle steps, not each problem's i* (the "
                 "shortest prefix from which the policy succeeds). Run `pope-env prefix-search` "
                 "and pass its output as guidance_file=...",
                 NoGuidanceWarning,
-                stacklevel=4,
+                stacklevel=5,  # __init__, from_dataset, MathEnvBase.__init__, the env's __init__, its caller
             )
 
     @classmethod
@@ -161,12 +173,22 @@ class RollInSampler:
             self.mixture.seed(seed)
             self._mixture_seeded = True
 
+    def cap(self, problem: Problem) -> int:
+        """The problem's prefix cap (:func:`~pope_env.guidance.prefix_cap`), computed once."""
+        cap = self._caps.get(problem.id)
+        if cap is None:
+            cap = self._caps[problem.id] = prefix_cap(problem)
+        return cap
+
     def segment_for(self, problem: Problem) -> tuple[int, int]:
         """``(start, prefix_len)`` of a guided reset of ``problem`` without options."""
         if self.guidance is not None and problem.id in self.guidance:
             record = self.guidance[problem.id]
-            return record.start, record.prefix_len
-        cap = prefix_cap(problem)
+            if not self.prefixes_only:
+                return record.start, record.prefix_len
+            if record.i_star is not None:
+                return 0, min(record.i_star, self.cap(problem))
+        cap = self.cap(problem)
         if cap == 0:
             return 0, 0
         return 0, min(cap, max(1, round(self.prefix_fraction * cap)))
@@ -212,7 +234,7 @@ class RollInSampler:
         else:
             problem = self._next_problem(rng, guided)
         if prefix_len is not None:
-            prefix_len, cap = int(prefix_len), prefix_cap(problem)
+            prefix_len, cap = int(prefix_len), self.cap(problem)
             if not 0 <= prefix_len <= cap:
                 raise ConfigError(
                     f"prefix_len={prefix_len} is out of range for problem {problem.id!r}: "

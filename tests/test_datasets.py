@@ -13,7 +13,7 @@ from pope_env.datasets import get_problem, list_datasets, load_dataset
 from pope_env.datasets.packaged import WHEEL_SHA256, packaged_file
 from pope_env.errors import ConfigError, DataFormatError, DependencyError, UnknownNameError
 from pope_env.rewards.boxed import last_boxed
-from pope_env.steps import split_solution
+from pope_env.solution_steps import split_solution
 
 EXPECTED_SIZES = {
     "math-train": 7498,

@@ -67,10 +67,10 @@ def test_refills_keep_the_guided_unguided_ratio_of_the_step():
 
 def test_refills_through_the_trainers_process_shard_keep_the_ratio():
     pytest.importorskip("torch")
-    from pope_env.agents.train import _RankShard
+    from pope_env.agents.rollout import RankShard
 
     policy = KindPolicy(hard_set_answers())
-    sampler = DynamicSampler(policy, _RankShard(pope_source(), 0, 1), exact_reward, group_size=4,
+    sampler = DynamicSampler(policy, RankShard(pope_source(), 0, 1), exact_reward, group_size=4,
                              min_std=0.0, max_refill_rounds=20)
     groups, _ = sampler.sample(6)
     assert Counter(g.item.guided for g in groups) == Counter({True: 3, False: 3})

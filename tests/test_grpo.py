@@ -469,3 +469,69 @@ def test_update_at_a_sampling_temperature_follows_the_tempered_policy_gradient()
                      cfg.replace(epochs=2), temperature=tau)
     assert batch2.old_temperature == tau and not s2.skipped
     assert batch2.old_logprobs[0] == pytest.approx(tl.logprobs[0, : len(gens[0].token_ids)].tolist(), abs=1e-5)
+
+
+class _Wrapper(torch.nn.Module):
+    """Stands where accelerate's DDP wrapper stands: another module around the learner's."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.calls = 0
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        return self.module(*args, **kwargs)
+
+
+def test_update_computes_through_the_given_model_without_reassigning_learner_model():
+    """The wrapped module is passed to token_logprobs (``model=``); ``learner.model`` is never
+    swapped to it and back, and the result equals the update through the bare module."""
+    from tiny_learner import TinyLearner
+
+    class Watched(TinyLearner):
+        sets = 0
+
+        def __setattr__(self, name, value):
+            if name == "model" and "model" in self.__dict__:
+                type(self).sets += 1
+            super().__setattr__(name, value)
+
+    learner, plain = Watched(seed=3), TinyLearner(seed=3)
+    gens = learner.generate(["7*6"], n=4, sampling=SamplingParams(max_new_tokens=5, seed=2))[0]
+    batch = lambda: Batch([list(g.prompt_ids) for g in gens], [list(g.token_ids) for g in gens],  # noqa: E731
+                          [list(g.logprobs) for g in gens], [1.0, -1.0, 0.5, -0.5])
+    cfg = GRPOConfig(lr=1e-2, micro_batch_size=3)
+    wrapper = _Wrapper(learner.model)
+    stats = grpo_update(learner, make_optimizer(learner.model, cfg), batch(), cfg, model=wrapper)
+    assert wrapper.calls == 2  # two micro-batches, both through the wrapper
+    assert Watched.sets == 0 and learner.model is wrapper.module
+    want = grpo_update(plain, make_optimizer(plain.model, cfg), batch(), cfg)
+    assert stats.loss == pytest.approx(want.loss, abs=1e-6)
+    for a, b in zip(learner.model.parameters(), plain.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_learner_without_the_model_keyword_is_refused_for_a_wrapped_module():
+    from tiny_learner import TinyLearner
+
+    class OldLearner(TinyLearner):
+        def token_logprobs(self, prompt_ids, completion_ids, *, with_entropy=False, temperature=1.0):
+            return super().token_logprobs(prompt_ids, completion_ids, with_entropy=with_entropy,
+                                          temperature=temperature)
+
+    old = OldLearner(seed=0)
+    assert learner_logprobs(old, [[3, 4]], [[5, 6]], model=old.model).logprobs.shape == (1, 2)  # its own: fine
+    with pytest.raises(ConfigError, match="no `model` keyword"):
+        learner_logprobs(old, [[3, 4]], [[5, 6]], model=_Wrapper(old.model))
+
+
+def test_the_learner_contract_lives_with_the_policy_protocol_and_grpo_re_exports_it():
+    import subprocess
+
+    from pope_env.agents import grpo, policy
+
+    assert grpo.TokenLogprobs is policy.TokenLogprobs and grpo.LearnerPolicy is policy.LearnerPolicy
+    # the protocol module stays torch-free
+    code = "import sys, pope_env.agents.policy as p; p.TokenLogprobs, p.LearnerPolicy; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,7 +10,7 @@ from pope_env.datasets import get_problem
 from pope_env.errors import ConfigError
 from pope_env.guidance import guided_text, precompute_caps, prefix_cap, shown_steps
 from pope_env.problem import Problem
-from pope_env.steps import max_prefix_len
+from pope_env.solution_steps import max_prefix_len
 
 
 def make(steps, answer, question="Find the value.", pid="p"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 
 import pytest
@@ -77,3 +79,23 @@ def test_prefix_search_on_the_hard_split(tmp_path):
     assert set(gf.records) == set(hard.hard_ids)
     found = [r for r in gf.records.values() if not r.fallback]
     assert found, "guidance should rescue some hard problems"
+
+
+def test_split_and_guidance_headers_are_one_header_class_and_the_format_has_its_own_module():
+    from pope_env import guidance_file, prefix_search
+    from pope_env.hard_split import SplitHeader
+    from pope_env.io import FileHeader
+
+    split = SplitHeader(dataset="d", model="m", k=8, seed=0, chunk_size=2)
+    guide = guidance_file.GuidanceHeader(dataset="d", model="m", k=8, seed=0, chunk_size=2, strategy="linear")
+    assert isinstance(split, FileHeader) and isinstance(guide, FileHeader)
+    assert SplitHeader.from_json(split.to_json()) == split
+    assert guidance_file.GuidanceHeader.from_json(guide.to_json()) == guide
+    with pytest.raises(ValueError, match="not a guidance header"):
+        guidance_file.GuidanceHeader.from_json(split.to_json())
+    with pytest.raises(ValueError, match="not a hard-split header"):
+        SplitHeader.from_json(guide.to_json())
+    assert guide.mismatches(dataclasses.replace(guide, k=4)) == \
+        ["k: file has 8, asked for 4"]
+    for name in ("GuidanceRecord", "GuidanceHeader", "GuidanceFile", "Measurement", "load_guidance"):
+        assert getattr(prefix_search, name) is getattr(guidance_file, name)

@@ -21,7 +21,7 @@ from pope_env.envs.steps import MathStepsEnv
 from pope_env.errors import ConfigError, EnvStateError, InvalidActionError, UnknownNameError
 from pope_env.problem import Problem
 from pope_env.rollin import NoGuidanceWarning
-from pope_env.steps import max_prefix_len
+from pope_env.solution_steps import max_prefix_len
 
 # An answer sympy would evaluate for hours: verification can only end by the time limit.
 TOWER = r"The answer is $\boxed{9^{9^{9^{9}}}}$."

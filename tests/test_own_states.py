@@ -11,7 +11,7 @@ from arith_policy import ArithmeticSolverPolicy, math_verify_scorer
 from pope_env.agents.policy import SamplingParams
 from pope_env.datasets import arithmetic
 from pope_env.errors import ConfigError
-from pope_env.steps import split_solution
+from pope_env.solution_steps import split_solution
 from pope_env.own_states import (
     own_partial_steps,
     own_state_overlap,
@@ -55,7 +55,7 @@ def test_own_partial_steps_stop_before_the_answer_step():
 
 def test_own_states_are_cut_at_the_first_box_like_the_oracle_prefix_cap():
     from pope_env.problem import Problem
-    from pope_env.steps import max_prefix_len
+    from pope_env.solution_steps import max_prefix_len
 
     text = "Let $x = 2$.\n\nSo $\\boxed{2}$ is a guess.\n\nCheck: $x + 1 = 3$.\n\nFinally $\\boxed{2}$."
     own = own_partial_steps(text)

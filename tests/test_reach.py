@@ -217,3 +217,21 @@ def test_bad_state_lists_are_refused(tmp_path):
     for row, error, needle in cases:
         with pytest.raises(error, match=needle):
             read_state_queries(_states_file(tmp_path / "s.jsonl", [row]), problems)
+
+
+def test_every_success_count_record_uses_one_estimate_interval_and_s_good_rule():
+    from pope_env.own_states import OwnState, OwnStateOverlap
+    from pope_env.reach import ReachSet, StateMonteCarlo, SuccessCounts, min_successes
+
+    for s, n in [(0, 0), (0, 8), (2, 8), (8, 8), (3, 40)]:
+        records = [StateEstimate("p", 1, s, n), StateMonteCarlo("p", "1", 1, s, n, key="k"),
+                   OwnState("p", ("a",), 1, s, n)]
+        assert all(isinstance(r, SuccessCounts) for r in records)
+        assert len({(r.estimate, r.interval(0.9)) for r in records}) == 1
+        for criterion in ("lower", "point"):
+            verdicts = {r.in_s_good(threshold=0.1, criterion=criterion) for r in records}
+            reach = ReachSet(threshold=0.1, criterion=criterion)
+            overlap = OwnStateOverlap(1, 0, (records[2],), threshold=0.1, criterion=criterion)
+            assert verdicts == {reach.in_s_good(records[0])} == {overlap.in_s_good(records[2])}
+            least = min_successes(n, threshold=0.1, criterion=criterion)
+            assert verdicts == {least is not None and s >= least}

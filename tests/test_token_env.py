@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 
 import gymnasium as gym
@@ -265,6 +267,22 @@ def test_pope_mode_mixes_guided_and_unguided_1_to_1():
         if info["guided"]:
             tp = env.problems[env.problem_index(info["problem_id"])]
             assert info["prefix_steps"] == tp.cap_steps
+
+
+def test_pope_mode_pairs_each_problems_guided_and_unguided_versions_in_every_pass():
+    """The token env draws its roll-ins from the math envs' sampler: each pass of 2N resets
+    shows every problem once guided and once unguided, one of each per consecutive pair."""
+    env = TokenEnv("hard", n_problems=10, mode="pope")
+    n = len(env.problems)
+    infos = [env.reset(seed=4)[1]] + [env.reset()[1] for _ in range(2 * 2 * n - 1)]
+    for chunk in (infos[:2 * n], infos[2 * n:]):
+        shown = Counter((info["problem_id"], info["guided"]) for info in chunk)
+        assert shown == Counter({(tp.problem.id, g): 1 for tp in env.problems for g in (True, False)})
+        for i in range(0, 2 * n, 2):
+            assert sorted(info["guided"] for info in chunk[i : i + 2]) == [False, True]
+    again = TokenEnv("hard", n_problems=10, mode="pope")
+    replay = [again.reset(seed=4)[1]] + [again.reset()[1] for _ in range(2 * n - 1)]
+    assert replay == infos[:2 * n]
 
 
 # --------------------------------------------------------------------------- reward

@@ -202,6 +202,24 @@ def test_sft_oracle_lowers_the_oracle_loss(tmp_path):
     assert log[5]["sft_loss"] < log[0]["sft_loss"] - 0.1
 
 
+def test_a_nan_sft_step_is_skipped_like_a_grpo_step_and_micro_batching_does_not_change_sft(tmp_path):
+    """SFT and GRPO share one accumulate-and-step routine: a non-finite SFT loss skips the
+    step (no parameter change, logged), and the SFT update does not depend on the
+    micro-batch size."""
+    def sft_run(out, learner, micro):
+        cfg = config(method="sft-oracle", steps=0, sft_steps=2, sft_lr=3e-3, grpo=GRPOConfig(lr=1e-3, micro_batch_size=micro))
+        Trainer(learner, build_source(get_method("grpo"), render, hard=HARD), first_digit_reward, cfg, out,
+                sft_source=sft_items(HARD, render)).train()
+        return read_jsonl(out / "train_log.jsonl"), learner
+
+    log, bad = sft_run(tmp_path / "nan", NaNLearner(bad_calls=1), 16)
+    assert [r["skipped"] for r in log] == [True, False] and log[0]["skip_reason"]
+    _, one = sft_run(tmp_path / "one", TinyLearner(0), 16)
+    _, many = sft_run(tmp_path / "many", TinyLearner(0), 1)
+    for a, b in zip(one.model.parameters(), many.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_hf_policy_learner_runs_sft_then_grpo_with_its_own_prompt_encoding(tmp_path):
     from tiny_learner import hf_char_tokenizer, tiny_llama
 

@@ -1,7 +1,7 @@
 """A minimal real learner policy for tests and benches: a random-weight transformers Llama
 (hidden 64, 2 layers) over a character vocabulary, sampling with its own seeded generator.
 
-It implements the :class:`~pope_env.agents.grpo.LearnerPolicy` contract the trainer needs
+It implements the :class:`~pope_env.agents.policy.LearnerPolicy` contract the trainer needs
 (``generate`` with token ids and temperature-1 log-probs, ``model``, ``token_logprobs`` at any
 temperature, ``tokenize``) and nothing else. Prompts are plain text or chat messages (contents joined).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pope_env.agents.grpo import TokenLogprobs
+from pope_env.agents.policy import TokenLogprobs
 from pope_env.agents.policy import Generation, Prompt, SamplingParams
 
 CHARS = string.digits + string.ascii_letters + " +-*/=,.:;!?()[]{}\\\n$^_'\"<>|"
@@ -129,9 +129,12 @@ class TinyLearner:
 
     # -- Learner --------------------------------------------------------------------------
     def token_logprobs(self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *,
-                       with_entropy: bool = False, temperature: float = 1.0) -> TokenLogprobs:
-        """Log-probs (and entropies) of ``log_softmax(logits / temperature)``."""
-        device = next(self.model.parameters()).device if not hasattr(self.model, "module") else next(self.model.module.parameters()).device
+                       with_entropy: bool = False, temperature: float = 1.0,
+                       model: torch.nn.Module | None = None) -> TokenLogprobs:
+        """Log-probs (and entropies) of ``log_softmax(logits / temperature)``, through ``model``
+        (default ``self.model``)."""
+        net = model if model is not None else self.model
+        device = next(getattr(net, "module", net).parameters()).device
         seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), PAD, dtype=torch.long, device=device)
@@ -139,7 +142,7 @@ class TinyLearner:
         for i, s in enumerate(seqs):
             ids[i, :len(s)] = torch.tensor(s, device=device)
             attn[i, :len(s)] = 1
-        logits = self.model(input_ids=ids, attention_mask=attn).logits.float() / temperature
+        logits = net(input_ids=ids, attention_mask=attn).logits.float() / temperature
         tmax = max(len(c) for c in completion_ids)
         lp = torch.zeros(len(seqs), tmax, device=device)
         ent = torch.zeros(len(seqs), tmax, device=device) if with_entropy else None

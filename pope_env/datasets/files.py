@@ -32,7 +32,7 @@ from typing import Any
 from pope_env.errors import ConfigError, DataFormatError, require
 from pope_env.problem import Problem
 from pope_env.rewards.boxed import last_boxed
-from pope_env.steps import split_solution
+from pope_env.solution_steps import split_solution
 
 __all__ = ["load_file", "load_hf", "records_to_problems", "FIELDS"]
 

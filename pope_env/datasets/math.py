@@ -10,7 +10,7 @@ Files (read through :func:`pope_env.datasets.packaged.packaged_file`, never by i
   solution, ending in ``#### N``).
 
 Gold answers of MATH are the content of the last ``\\boxed{}`` of the solution; MATH-500
-has its own ``answer`` field. Steps come from :func:`pope_env.steps.split_solution`.
+has its own ``answer`` field. Steps come from :func:`pope_env.solution_steps.split_solution`.
 GSM8K solutions are cleaned: calculator annotations ``<<48/2=24>>`` are removed and the
 final ``#### N`` line becomes ``\\boxed{N}``, so every math dataset ends in a boxed answer.
 
@@ -29,7 +29,7 @@ from pope_env.datasets.packaged import packaged_file
 from pope_env.errors import DataFormatError
 from pope_env.problem import Problem
 from pope_env.rewards.boxed import last_boxed
-from pope_env.steps import split_solution
+from pope_env.solution_steps import split_solution
 
 __all__ = ["load_math", "load_math500", "load_gsm8k", "subject_slug"]
 

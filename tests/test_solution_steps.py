@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pope_env.datasets import load_dataset
 from pope_env.problem import Problem
-from pope_env.steps import answer_step_index, max_prefix_len, protected_spans, split_solution
+from pope_env.solution_steps import answer_step_index, max_prefix_len, protected_spans, split_solution
 
 
 def cut_points(steps: tuple[str, ...]) -> list[int]:

@@ -1,0 +1,129 @@
+"""What the text math envs share: the roll-in, the verifier pool, the common arguments.
+
+:class:`MathEnvBase` is the base of :class:`~pope_env.envs.math.MathEnv` (one whole answer
+per episode) and :class:`~pope_env.envs.steps.MathStepsEnv` (one step per action). It holds
+the problems and their roll-in (:class:`~pope_env.rollin.RollInSampler`: unguided, guided
+at ``i*``, or the POPE mix), the prompt text settings (:class:`~pope_env.guidance.GuidanceConfig`),
+and the math verifier with its wall-clock limit, shared process-wide per limit
+(:func:`verifier_for`). Subclasses set the action space and write ``reset`` / ``step``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+
+from pope_env.errors import ConfigError
+from pope_env.guidance import GuidanceConfig
+from pope_env.problem import Problem
+from pope_env.rewards.math import MathVerifier, default_verifier
+from pope_env.rollin import RollInSampler
+from pope_env.spaces import UnicodeText
+
+_verifiers: dict[float, MathVerifier] = {}
+_verifiers_lock = threading.Lock()
+
+
+def check_verify_timeout(timeout_s: Any) -> float:
+    """``timeout_s`` as a float, or :class:`ConfigError` unless it is a number > 0."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+        raise ConfigError(f"verify_timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+    return float(timeout_s)
+
+
+def verifier_for(timeout_s: float) -> MathVerifier:
+    """The process-wide :class:`MathVerifier` whose per-item wall-clock limit is ``timeout_s``.
+
+    The shared :func:`~pope_env.rewards.math.default_verifier` when its limit matches (5 s),
+    else one pool per distinct limit, created on first use and closed at interpreter exit
+    (each pool starts its own worker processes, one per CPU, so use few distinct limits).
+    """
+    timeout_s = check_verify_timeout(timeout_s)
+    default = default_verifier()
+    if default.timeout_s == timeout_s:
+        return default
+    with _verifiers_lock:
+        verifier = _verifiers.get(timeout_s)
+        if verifier is None:
+            verifier = _verifiers[timeout_s] = MathVerifier(timeout_s=timeout_s)
+            atexit.register(verifier.close)
+        return verifier
+
+
+class MathEnvBase(gym.Env[str, str]):
+    """The shared state of the text math envs (see the module docstring).
+
+    Args:
+        dataset: A dataset name of :func:`pope_env.datasets.load_dataset`, or ``None`` with
+            ``problems``.
+        problems: An explicit list of problems (overrides ``dataset``).
+        mode: ``"unguided"``, ``"guided"`` or ``"pope"`` (:mod:`pope_env.rollin`).
+        guided_ratio: Guided share of resets in ``"pope"`` mode, in ``[0, 1]``.
+        prefix_fraction: Prefix length as a fraction of the cap for problems without ``i*``.
+        guidance: Prompt text settings.
+        guidance_file: A guidance file of ``pope-env prefix-search`` (``i*`` per problem).
+        split_file: A split file of ``pope-env hard-split``: only its hard problems are used.
+        limit: Use only the first ``limit`` problems of the dataset.
+        verify_timeout_s: Wall-clock limit of one verification (seconds, > 0).
+        render_mode: ``None`` or ``"ansi"``.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+    invalid_action_reward = 0.0
+
+    def __init__(
+        self,
+        dataset: str | None,
+        *,
+        problems: Sequence[Problem] | None,
+        mode: str,
+        guided_ratio: float,
+        prefix_fraction: float,
+        guidance: GuidanceConfig | None,
+        guidance_file: str | None,
+        split_file: str | None,
+        limit: int | None,
+        verify_timeout_s: float,
+        render_mode: str | None,
+    ) -> None:
+        if not 0.0 <= guided_ratio <= 1.0:
+            raise ConfigError(f"guided_ratio must be in [0, 1], got {guided_ratio}")
+        check_verify_timeout(verify_timeout_s)
+        if render_mode not in (None, "ansi"):
+            raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.rollin = RollInSampler.from_dataset(
+            dataset, problems=problems, limit=limit, mode=mode, guided_ratio=guided_ratio,
+            prefix_fraction=prefix_fraction, guidance_file=guidance_file, split_file=split_file,
+        )
+        self.problems: list[Problem] = self.rollin.problems
+        self.dataset = dataset
+        self.mode = mode
+        self.guidance = guidance or GuidanceConfig()
+        self.verify_timeout_s = verify_timeout_s
+        self.render_mode = render_mode
+        self.observation_space = UnicodeText()
+        self._verifier: MathVerifier | None = None
+        self._problem: Problem | None = None
+        self._info: dict[str, Any] = {}
+        self._done = True
+
+    def _start_reset(self, seed: int | None) -> None:
+        """``gym.Env.reset``'s seeding, and a seed restarts the roll-in order too."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self.rollin.seed(seed)
+
+    @property
+    def verifier(self) -> MathVerifier:
+        """The math verifier: the process-wide one with the limit ``verify_timeout_s``."""
+        if self._verifier is None:
+            self._verifier = verifier_for(self.verify_timeout_s)
+        return self._verifier
+
+    def close(self) -> None:
+        self._verifier = None
+        super().close()
