@@ -92,26 +92,27 @@ def make_learner(kind: str):
     return TinyLearner(seed=0)
 
 
-def run_ours(args, questions: list[str], steps: int) -> dict:
+def train_timed(learner, questions: list[str], args, steps: int, *, lr: float, micro_batch_size: int) -> dict:
+    """Our trainer for ``steps`` GRPO steps; each step timed end to end (rollouts, rewards,
+    update, metrics, like TRL's step) with the completion tokens (EOS included) the update
+    counted. The first step (warm-up) is dropped."""
     from pope_env.agents.grpo import GRPOConfig
     from pope_env.agents.policy import SamplingParams
     from pope_env.agents.rollout import PromptItem, ShuffledItems
     from pope_env.agents.train import TrainConfig, Trainer
 
-    learner = make_learner(args.learner)
     items = [PromptItem(q, f"q{i}") for i, q in enumerate(questions)]
     cfg = TrainConfig(
         method="grpo", steps=steps, prompts_per_step=args.prompts, group_size=args.group,
         sampling=SamplingParams(temperature=1.0, max_new_tokens=args.length),
-        grpo=GRPOConfig(lr=1e-4, micro_batch_size=args.prompts * args.group, max_grad_norm=1.0),
+        grpo=GRPOConfig(lr=lr, micro_batch_size=micro_batch_size, max_grad_norm=1.0),
         eval_every=0, save_every=10**6, progress=False, tensorboard=False,
     )
     step_times: list[float] = []
     tokens: list[int] = []
+    parts: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(learner, ShuffledItems(items, seed=0), lambda cs, its: char_reward(list(cs)), cfg, out)
-        # Time each step end to end (rollouts, rewards, update, metrics), like TRL's step;
-        # completion tokens (EOS included) as the update counted them.
         last = [time.perf_counter()]
         orig = trainer._rl_step
 
@@ -120,12 +121,20 @@ def run_ours(args, questions: list[str], steps: int) -> dict:
             now = time.perf_counter()
             step_times.append(now - last[0])
             tokens.append(rec["trained_tokens"])
+            parts.append((rec["rollout_s"], rec["update_s"]))
             last[0] = now
             return rec
 
         trainer._rl_step = timed
         trainer.train()
-    return {"step_s": step_times[1:], "tokens": tokens[1:]}
+    return {"step_s": step_times[1:], "tokens": tokens[1:],
+            "rollout_s": [a for a, _ in parts[1:]], "update_s": [b for _, b in parts[1:]]}
+
+
+def run_ours(args, questions: list[str], steps: int) -> dict:
+    res = train_timed(make_learner(args.learner), questions, args, steps, lr=1e-4,
+                      micro_batch_size=args.prompts * args.group)
+    return {"step_s": res["step_s"], "tokens": res["tokens"]}
 
 
 def run_trl(args, questions: list[str], steps: int) -> dict:
@@ -201,44 +210,13 @@ def smollm2_prompts(n: int) -> list[str]:
 
 def worker_ours(args, questions: list[str], steps: int) -> dict:
     """Our trainer on SmolLM2 in this process (a bench subprocess)."""
-    from pope_env.agents.grpo import GRPOConfig
     from pope_env.agents.hf_policy import HFPolicy
-    from pope_env.agents.policy import SamplingParams
-    from pope_env.agents.rollout import PromptItem, ShuffledItems
-    from pope_env.agents.train import TrainConfig, Trainer
 
     learner = HFPolicy(SMOLLM2, device="cpu", dtype="float32", batch_size=1024, progress=False)
     loaded_mb = peak_rss_mb()
     reset = reset_peak_rss()
-    items = [PromptItem(q, f"q{i}") for i, q in enumerate(questions)]
-    cfg = TrainConfig(
-        method="grpo", steps=steps, prompts_per_step=args.prompts, group_size=args.group,
-        sampling=SamplingParams(temperature=1.0, max_new_tokens=args.length),
-        grpo=GRPOConfig(lr=1e-6, micro_batch_size=args.micro_batch, max_grad_norm=1.0),
-        eval_every=0, save_every=10**6, progress=False, tensorboard=False,
-    )
-    step_times: list[float] = []
-    tokens: list[int] = []
-    parts: list[tuple[float, float]] = []
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(learner, ShuffledItems(items, seed=0), lambda cs, its: char_reward(list(cs)), cfg, out)
-        last = [time.perf_counter()]
-        orig = trainer._rl_step
-
-        def timed(step):
-            rec = orig(step)
-            now = time.perf_counter()
-            step_times.append(now - last[0])
-            tokens.append(rec["trained_tokens"])
-            parts.append((rec["rollout_s"], rec["update_s"]))
-            last[0] = now
-            return rec
-
-        trainer._rl_step = timed
-        trainer.train()
-    return {"step_s": step_times[1:], "tokens": tokens[1:],
-            "rollout_s": [a for a, _ in parts[1:]], "update_s": [b for _, b in parts[1:]],
-            "rss_after_load_mb": loaded_mb, "peak_rss_mb": peak_rss_mb(), "peak_reset_after_load": reset}
+    res = train_timed(learner, questions, args, steps, lr=1e-6, micro_batch_size=args.micro_batch)
+    return {**res, "rss_after_load_mb": loaded_mb, "peak_rss_mb": peak_rss_mb(), "peak_reset_after_load": reset}
 
 
 def worker_trl(args, questions: list[str], steps: int) -> dict:
