@@ -26,6 +26,21 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Each test starts with no ``accelerate`` state: a trainer built by one test (e.g. TRL's
+    GRPOTrainer, with its own mixed-precision setting) would otherwise make the next test's
+    ``Accelerator(mixed_precision=...)`` raise "AcceleratorState has already been initialized"."""
+    yield
+    import sys
+
+    if "accelerate" in sys.modules:
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+
 # --- leaked sandboxes: counted after the whole session, must be 0 ---------------------------
 
 _SESSION_START = None
