@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from pope_env.agents.charlm import EOS, CharLMConfig, CharLMPolicy, CharTokenizer, make_policy
+from pope_env.agents.charlm import EOS, CharLMConfig, CharTokenizer, make_policy
 from pope_env.agents.demo import PAPER_METHODS, DemoConfig, arithmetic_reward, get_preset
 from pope_env.agents.demo_report import _verdict, bootstrap_diff, mean_se
 from pope_env.agents.demo_runs import RunSpec
