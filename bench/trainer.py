@@ -137,18 +137,10 @@ def run_ours(args, questions: list[str], steps: int) -> dict:
     return {"step_s": res["step_s"], "tokens": res["tokens"]}
 
 
-def run_trl(args, questions: list[str], steps: int) -> dict:
-    from datasets import Dataset
-    from tiny_learner import hf_char_tokenizer, tiny_llama
-    from transformers import PrinterCallback, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    counter = TokenCounter()
-    model = tiny_llama(seed=0)
-    model.generation_config.pad_token_id = 2
-    tok = hf_char_tokenizer()
-    ds = Dataset.from_dict({"prompt": ["<s>" + q for q in questions]})
-    marks: list[tuple[float, int]] = []
+def step_clock(marks: list[tuple[float, int]], counter: "TokenCounter"):
+    """A TRL ``TrainerCallback`` class appending ``(time, completion tokens so far)`` to
+    ``marks`` before the first step and after every step."""
+    from transformers import TrainerCallback
 
     class Clock(TrainerCallback):
         def on_step_begin(self, a, state, control, **kw):
@@ -157,6 +149,23 @@ def run_trl(args, questions: list[str], steps: int) -> dict:
 
         def on_step_end(self, a, state, control, **kw):
             marks.append((time.perf_counter(), counter.tokens))
+
+    return Clock
+
+
+def run_trl(args, questions: list[str], steps: int) -> dict:
+    from datasets import Dataset
+    from tiny_learner import hf_char_tokenizer, tiny_llama
+    from transformers import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    counter = TokenCounter()
+    model = tiny_llama(seed=0)
+    model.generation_config.pad_token_id = 2
+    tok = hf_char_tokenizer()
+    ds = Dataset.from_dict({"prompt": ["<s>" + q for q in questions]})
+    marks: list[tuple[float, int]] = []
+    Clock = step_clock(marks, counter)
 
     with tempfile.TemporaryDirectory() as out:
         cfg = GRPOConfig(
@@ -222,7 +231,7 @@ def worker_ours(args, questions: list[str], steps: int) -> dict:
 def worker_trl(args, questions: list[str], steps: int) -> dict:
     """TRL's GRPOTrainer on SmolLM2 in this process (a bench subprocess)."""
     from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from pope_env.agents.models import load_model
@@ -238,14 +247,7 @@ def worker_trl(args, questions: list[str], steps: int) -> dict:
     source = ShuffledItems([PromptItem(q, f"q{i}") for i, q in enumerate(questions)], seed=0)
     ds = Dataset.from_dict({"prompt": [it.prompt for it in source.next_items(steps * args.prompts)]})
     marks: list[tuple[float, int]] = []
-
-    class Clock(TrainerCallback):
-        def on_step_begin(self, a, state, control, **kw):
-            if not marks:
-                marks.append((time.perf_counter(), counter.tokens))
-
-        def on_step_end(self, a, state, control, **kw):
-            marks.append((time.perf_counter(), counter.tokens))
+    Clock = step_clock(marks, counter)
 
     batch = args.prompts * args.group
     with tempfile.TemporaryDirectory() as out:
