@@ -343,10 +343,11 @@ def test_demo_killed_mid_training_resumes_to_complete_results(tmp_cache, tmp_pat
 def test_claim_commands_run_the_full_settings_with_only_the_methods_each_claim_needs(tmp_path):
     import argparse
 
-    from pope_env.cli.cmd_demo import CLAIMS, config_from_args, register
+    from pope_env.cli import cmd_demo, mount_command
+    from pope_env.cli.cmd_demo import CLAIMS, config_from_args
 
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
+    mount_command(parser.add_subparsers(), cmd_demo)
     full, out = config_from_args(parser.parse_args(["demo", "--full"]))
     assert out.name == "demo-full"
     covered: set[str] = set()

@@ -45,10 +45,10 @@ def test_guided_methods_train_on_the_problems_with_guidance():
 
 
 def test_cli_defaults_are_the_config_dataclasses_defaults():
-    from pope_env.cli.cmd_train import register
+    from pope_env.cli import cmd_train, mount_command
 
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
+    mount_command(parser.add_subparsers(), cmd_train)
     args = parser.parse_args(["train"])
     t, g, p = TrainConfig(), GRPOConfig(), PipelineConfig()
     assert (args.steps, args.prompts_per_step, args.group_size, args.sft_lr, args.seed, args.eval_every,

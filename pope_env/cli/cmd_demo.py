@@ -40,26 +40,23 @@ CLAIMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 """The POPE paper's claims, each as the runs that test it (see pope_env.agents.demo_report)."""
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="the POPE paper's claims on a tiny char-level model (CPU, <= 15 min)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    size = p.add_mutually_exclusive_group()
+NAME = "demo"
+HELP = "the POPE paper's claims on a tiny char-level model (CPU, <= 15 min)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    size = parser.add_mutually_exclusive_group()
     size.add_argument("--full", action="store_true", help="every method of the paper, 3 seeds, the overlap knob")
     size.add_argument("--quick", action="store_true", help="a few minutes, for CI (shows the plumbing only)")
     size.add_argument("--claim", choices=sorted(CLAIMS), help="only the runs that test one claim (full preset settings)")
-    p.add_argument("--out", type=Path,
+    parser.add_argument("--out", type=Path,
                    help="output folder (default: runs/demo, runs/demo-full for --full and --claim, runs/demo-quick)")
-    p.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int, default=0,
                    help="first training seed; runs use SEED, SEED+1, ... (default: %(default)s)")
-    p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
-    p.add_argument("--workers", type=int, help="training runs at a time, one process each (default: the preset's, 2)")
-    p.add_argument("--epochs", type=int,
+    parser.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
+    parser.add_argument("--workers", type=int, help="training runs at a time, one process each (default: the preset's, 2)")
+    parser.add_argument("--epochs", type=int,
                    help="optimizer updates per batch (default 1: fully on-policy, where clip-higher equals grpo)")
-    p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> tuple["DemoConfig", Path]:

@@ -16,31 +16,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+NAME = "eval"
+HELP = "evaluate a model or agent on a math env (pass@1, pass@k)"
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="evaluate a model or agent on a math env (pass@1, pass@k)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--env", default="POPE-Math-Eval-v0", help="env id (default: %(default)s)")
-    p.add_argument("--dataset", help="override the env's dataset (e.g. math500, file:PATH)")
-    p.add_argument("--model", default="smollm2", help="model name, local dir or hub id (default: %(default)s)")
-    p.add_argument("--backend", default="hf", choices=("hf", "vllm", "openai"), help="policy backend")
-    p.add_argument("--base-url", help="server URL for --backend openai")
-    p.add_argument("--agent", choices=("policy", "oracle"), default="policy",
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default="POPE-Math-Eval-v0", help="env id (default: %(default)s)")
+    parser.add_argument("--dataset", help="override the env's dataset (e.g. math500, file:PATH)")
+    parser.add_argument("--model", default="smollm2", help="model name, local dir or hub id (default: %(default)s)")
+    parser.add_argument("--backend", default="hf", choices=("hf", "vllm", "openai"), help="policy backend")
+    parser.add_argument("--base-url", help="server URL for --backend openai")
+    parser.add_argument("--agent", choices=("policy", "oracle"), default="policy",
                    help="'oracle' answers with the gold solution (a pipeline sanity check)")
-    p.add_argument("--n", type=int, default=8, help="samples per problem (default: %(default)s)")
-    p.add_argument("--k", default="1,8", help="comma-separated k values for pass@k (each <= n)")
-    p.add_argument("--limit", type=int, help="evaluate only the first LIMIT problems")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=4, help="problems per generate call")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, help="results JSONL (default: runs/eval/<env>.jsonl)")
-    p.set_defaults(func=run)
+    parser.add_argument("--n", type=int, default=8, help="samples per problem (default: %(default)s)")
+    parser.add_argument("--k", default="1,8", help="comma-separated k values for pass@k (each <= n)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first LIMIT problems")
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=4, help="problems per generate call")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="results JSONL (default: runs/eval/<env>.jsonl)")
 
 
 def _parse_ks(text: str, n: int) -> list[int]:

@@ -6,20 +6,19 @@ import argparse
 
 from pope_env.cli._sampling_args import add_sampling_arguments, make_policy, make_sampling
 
+NAME = "hard-split"
+HELP = "measure unguided pass@k and write the hard split (pass@k = 0)"
+DESCRIPTION = """\
+Sample every problem of a dataset k times, unguided, and write a split file marking the problems
+with zero successes as hard. Resumable: re-running with the same --out skips finished problems.
+POPE-Math-Hard-v0 accepts the file as split_file=.
+"""
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = subparsers.add_parser(
-        "hard-split",
-        help="measure unguided pass@k and write the hard split (pass@k = 0)",
-        description="Sample every problem of a dataset k times, unguided, and write a split file "
-                    "marking the problems with zero successes as hard. Resumable: re-running with "
-                    "the same --out skips finished problems. POPE-Math-Hard-v0 accepts the file "
-                    "as split_file=.",
-    )
-    sub.add_argument("--dataset", required=True, help="dataset name, e.g. math-train-l5")
-    sub.add_argument("--out", required=True, help="split file to write or resume (JSONL)")
-    add_sampling_arguments(sub)
-    sub.set_defaults(func=run)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="dataset name, e.g. math-train-l5")
+    parser.add_argument("--out", required=True, help="split file to write or resume (JSONL)")
+    add_sampling_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+NAME = "list"
+HELP = "list env ids and datasets"
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list env ids and datasets", description=__doc__)
-    p.add_argument("what", nargs="?", choices=("envs", "datasets", "all"), default="all")
-    p.set_defaults(func=run)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", nargs="?", choices=("envs", "datasets", "all"), default="all")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,32 +6,31 @@ import argparse
 
 from pope_env.cli._sampling_args import add_sampling_arguments, make_policy, make_sampling
 
+NAME = "prefix-search"
+HELP = "find i*(x) per problem and write a guidance file"
+DESCRIPTION = """\
+For each problem, find the shortest oracle-solution prefix from which the model solves the
+guided problem at least once in k samples (else a seeded fallback segment), and write a guidance
+file (JSONL). Resumable: re-running with the same --out and settings skips finished problems.
+"""
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from pope_env.prefix_search import STRATEGIES
 
-    sub = subparsers.add_parser(
-        "prefix-search",
-        help="find i*(x) per problem and write a guidance file",
-        description="For each problem, find the shortest oracle-solution prefix from which the "
-                    "model solves the guided problem at least once in k samples (else a seeded "
-                    "fallback segment), and write a guidance file (JSONL). Resumable: re-running "
-                    "with the same --out and settings skips finished problems.",
-    )
-    source = sub.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="search every problem of this dataset")
     source.add_argument("--split", help="search the hard problems of this split file "
                                          "(from `pope-env hard-split`)")
-    sub.add_argument("--out", required=True, help="guidance file to write or resume (JSONL)")
-    sub.add_argument("--strategy", choices=sorted(STRATEGIES), default="linear",
+    parser.add_argument("--out", required=True, help="guidance file to write or resume (JSONL)")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="linear",
                      help="default: linear, the paper's i* (the smallest i with a success in k "
                           "samples); the others can spend fewer rollouts but return a local minimum. "
                           + "; ".join(f"{s.name}: {s.description}" for s in STRATEGIES.values()))
-    sub.add_argument("--skip-unusable", action="store_true",
+    parser.add_argument("--skip-unusable", action="store_true",
                      help="skip problems that cannot be guided (no or one-step solutions) "
                           "instead of refusing the run")
-    add_sampling_arguments(sub)
-    sub.set_defaults(func=run)
+    add_sampling_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,48 +8,46 @@ import argparse
 from pope_env.cli._sampling_args import add_sampling_arguments, make_policy, make_sampling
 from pope_env.reach import DEFAULT_CONFIDENCE, DEFAULT_CRITERION, DEFAULT_THRESHOLD
 
+NAME = "reach"
+HELP = "per-state success estimates, S_good and coverage (from rollouts or by sampling)"
+DESCRIPTION = """\
+With --rollouts: read rollout records (or a guidance file) and print, per problem and roll-in
+state, the success rate with a Wilson interval, whether the state is in S_good, and the
+coverage. With --states: estimate the success probability of --model from each listed state by k
+rollouts (cached). With --own-states: sample --model's own unguided solution of each problem of
+--dataset (or of the --split file's hard problems), cut it into partial solutions and report how
+many fall into S_good. See pope_env.reach and pope_env.own_states.
+"""
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = subparsers.add_parser(
-        "reach",
-        help="per-state success estimates, S_good and coverage (from rollouts or by sampling)",
-        description="With --rollouts: read rollout records (or a guidance file) and print, per "
-                    "problem and roll-in state, the success rate with a Wilson interval, whether "
-                    "the state is in S_good, and the coverage. With --states: estimate the "
-                    "success probability of --model from each listed state by k rollouts "
-                    "(cached). With --own-states: sample --model's own unguided solution of each "
-                    "problem of --dataset (or of the --split file's hard problems), cut it into "
-                    "partial solutions and report how many fall into S_good. See pope_env.reach "
-                    "and pope_env.own_states.",
-    )
-    source = sub.add_mutually_exclusive_group(required=True)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--rollouts", help="JSONL of rollouts, counts or a guidance file")
     source.add_argument("--states", help="JSONL of states to estimate by Monte Carlo "
                                          "(needs --dataset)")
     source.add_argument("--own-states", action="store_true",
                         help="estimate the policy's own unguided partial solutions (needs --dataset)")
-    sub.add_argument("--dataset", help="dataset of the problems named in --states / asked by --own-states")
-    sub.add_argument("--split", help="with --own-states: only the hard problems of this split file")
-    sub.add_argument("--states-per-problem", type=int, default=2,
+    parser.add_argument("--dataset", help="dataset of the problems named in --states / asked by --own-states")
+    parser.add_argument("--split", help="with --own-states: only the hard problems of this split file")
+    parser.add_argument("--states-per-problem", type=int, default=2,
                      help="with --own-states: own partial solutions kept per problem (default: 2)")
-    sub.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                      help="a state is in S_good iff its statistic exceeds this (default: "
                           f"{DEFAULT_THRESHOLD}: reward reliably attainable; 0: at least one success)")
-    sub.add_argument("--criterion", choices=("lower", "point"), default=DEFAULT_CRITERION,
+    parser.add_argument("--criterion", choices=("lower", "point"), default=DEFAULT_CRITERION,
                      help="compare the Wilson lower bound (default) or the point estimate")
-    sub.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
+    parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
                      help=f"interval level (default: {DEFAULT_CONFIDENCE})")
-    sub.add_argument("--save", help="with --rollouts: also write the aggregated reach set here")
-    sub.add_argument("--transfer", action="store_true",
+    parser.add_argument("--save", help="with --rollouts: also write the aggregated reach set here")
+    parser.add_argument("--transfer", action="store_true",
                      help="with --rollouts: also print guided vs unguided success per problem "
                           "over training steps")
-    sub.add_argument("--bucket", type=int, default=1, help="training steps per transfer row")
-    sub.add_argument("--max-rows", type=int, default=None, help="print at most N state rows")
-    sub.add_argument("--cache", default="default",
+    parser.add_argument("--bucket", type=int, default=1, help="training steps per transfer row")
+    parser.add_argument("--max-rows", type=int, default=None, help="print at most N state rows")
+    parser.add_argument("--cache", default="default",
                      help="with --states: cache file of estimates (default: in the pope-env cache; "
                           "'none' disables it)")
-    add_sampling_arguments(sub)
-    sub.set_defaults(func=run)
+    add_sampling_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

