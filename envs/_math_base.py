@@ -13,7 +13,7 @@ from __future__ import annotations
 import atexit
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
@@ -21,8 +21,11 @@ from pope_env.errors import ConfigError
 from pope_env.guidance import GuidanceConfig
 from pope_env.problem import Problem
 from pope_env.rewards.math import MathVerifier, default_verifier
-from pope_env.rollin import RollInSampler
+from pope_env.rollin import RollInOptions, RollInSampler
 from pope_env.spaces import UnicodeText
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 _verifiers: dict[float, MathVerifier] = {}
 _verifiers_lock = threading.Lock()
@@ -54,6 +57,16 @@ def verifier_for(timeout_s: float) -> MathVerifier:
         return verifier
 
 
+class MathEnvOptions(RollInOptions, total=False):
+    """The keywords every text math env takes (each optional, see :class:`MathEnvBase`)."""
+
+    problems: Sequence[Problem] | None
+    guidance: GuidanceConfig | None
+    limit: int | None
+    verify_timeout_s: float
+    render_mode: str | None
+
+
 class MathEnvBase(gym.Env[str, str]):
     """The shared state of the text math envs (see the module docstring).
 
@@ -61,15 +74,17 @@ class MathEnvBase(gym.Env[str, str]):
         dataset: A dataset name of :func:`pope_env.datasets.load_dataset`, or ``None`` with
             ``problems``.
         problems: An explicit list of problems (overrides ``dataset``).
-        mode: ``"unguided"``, ``"guided"`` or ``"pope"`` (:mod:`pope_env.rollin`).
-        guided_ratio: Guided share of resets in ``"pope"`` mode, in ``[0, 1]``.
-        prefix_fraction: Prefix length as a fraction of the cap for problems without ``i*``.
         guidance: Prompt text settings.
-        guidance_file: A guidance file of ``pope-env prefix-search`` (``i*`` per problem).
-        split_file: A split file of ``pope-env hard-split``: only its hard problems are used.
         limit: Use only the first ``limit`` problems of the dataset.
         verify_timeout_s: Wall-clock limit of one verification (seconds, > 0).
         render_mode: ``None`` or ``"ansi"``.
+        **rollin: The roll-in (:class:`~pope_env.rollin.RollInOptions`, defaults as
+            :class:`~pope_env.rollin.RollInSampler`'s): ``mode`` (``"unguided"``,
+            ``"guided"`` or ``"pope"``), ``guided_ratio`` (guided share of resets in
+            ``"pope"`` mode, in ``[0, 1]``), ``prefix_fraction`` (prefix length as a fraction
+            of the cap for problems without ``i*``), ``guidance_file`` (``i*`` per problem,
+            from ``pope-env prefix-search``) and ``split_file`` (only the hard problems of a
+            ``pope-env hard-split`` file).
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -77,31 +92,31 @@ class MathEnvBase(gym.Env[str, str]):
 
     def __init__(
         self,
-        dataset: str | None,
+        dataset: str | None = "math500",
         *,
-        problems: Sequence[Problem] | None,
-        mode: str,
-        guided_ratio: float,
-        prefix_fraction: float,
-        guidance: GuidanceConfig | None,
-        guidance_file: str | None,
-        split_file: str | None,
-        limit: int | None,
-        verify_timeout_s: float,
-        render_mode: str | None,
+        problems: Sequence[Problem] | None = None,
+        guidance: GuidanceConfig | None = None,
+        limit: int | None = None,
+        verify_timeout_s: float = 5.0,
+        render_mode: str | None = None,
+        **rollin: Unpack[RollInOptions],
     ) -> None:
+        unknown = sorted(set(rollin) - set(RollInOptions.__annotations__))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword argument(s) {unknown}; the roll-in "
+                f"keywords are {sorted(RollInOptions.__annotations__)}"
+            )
+        guided_ratio = rollin.get("guided_ratio", 0.5)
         if not 0.0 <= guided_ratio <= 1.0:
             raise ConfigError(f"guided_ratio must be in [0, 1], got {guided_ratio}")
         check_verify_timeout(verify_timeout_s)
         if render_mode not in (None, "ansi"):
             raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        self.rollin = RollInSampler.from_dataset(
-            dataset, problems=problems, limit=limit, mode=mode, guided_ratio=guided_ratio,
-            prefix_fraction=prefix_fraction, guidance_file=guidance_file, split_file=split_file,
-        )
+        self.rollin = RollInSampler.from_dataset(dataset, problems=problems, limit=limit, **rollin)
         self.problems: list[Problem] = self.rollin.problems
         self.dataset = dataset
-        self.mode = mode
+        self.mode = self.rollin.mode
         self.guidance = guidance or GuidanceConfig()
         self.verify_timeout_s = verify_timeout_s
         self.render_mode = render_mode

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pope_env.envs._math_base import MathEnvBase, check_verify_timeout, verifier_for
-from pope_env.errors import EnvStateError
+from pope_env.envs._math_base import MathEnvBase, MathEnvOptions, check_verify_timeout, verifier_for
+from pope_env.errors import check_can_step
 from pope_env.guidance import (
     GuidanceConfig,
     guided_messages,
@@ -17,6 +17,9 @@ from pope_env.guidance import (
 from pope_env.problem import Problem
 from pope_env.rewards.math import MathScore
 from pope_env.spaces import UnicodeText, check_text_action
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = ["MathEnv", "check_verify_timeout", "verifier_for"]  # the last two live in envs._math_base
 
@@ -111,23 +114,10 @@ class MathEnv(MathEnvBase):
         self,
         dataset: str | None = "math500",
         *,
-        problems: Sequence[Problem] | None = None,
-        mode: str = "unguided",
-        guided_ratio: float = 0.5,
-        prefix_fraction: float = 0.5,
-        guidance: GuidanceConfig | None = None,
-        guidance_file: str | None = None,
-        split_file: str | None = None,
-        limit: int | None = None,
-        verify_timeout_s: float = 5.0,
         max_action_chars: int = 1 << 24,
-        render_mode: str | None = None,
+        **options: Unpack[MathEnvOptions],
     ) -> None:
-        super().__init__(
-            dataset, problems=problems, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
-            guidance=guidance, guidance_file=guidance_file, split_file=split_file, limit=limit,
-            verify_timeout_s=verify_timeout_s, render_mode=render_mode,
-        )
+        super().__init__(dataset, **options)
         self.action_space = UnicodeText(max_action_chars)
         self._obs: str = ""
 
@@ -158,10 +148,7 @@ class MathEnv(MathEnvBase):
 
     # -- step -----------------------------------------------------------------------------
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        if self._problem is None:
-            raise EnvStateError("step() called before reset(); call env.reset() first")
-        if self._done:
-            raise EnvStateError("the episode has ended (one answer per episode); call env.reset()")
+        check_can_step(self._problem is not None, self._done)
         invalid = check_text_action(action, self.action_space)
         self._done = True
         if invalid is None:

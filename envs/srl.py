@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from pope_env.errors import ConfigError, EnvStateError, UnknownNameError
+from pope_env.errors import ConfigError, UnknownNameError, check_can_step
 from pope_env.problem import Problem
 from pope_env.rewards.similarity import (
     FORMAT_FAILURE_REWARD,
@@ -327,10 +327,7 @@ class SRLMathEnv(gym.Env[str, str]):
         return self._observation(), self._info()
 
     def step(self, action: Any) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        if self._problem is None:
-            raise EnvStateError("call reset() before step()")
-        if self._done:
-            raise EnvStateError("the episode is over; call reset() to start a new one")
+        check_can_step(self._problem is not None, self._done)
         invalid = check_text_action(action, self.action_space)
         if invalid is not None:
             self._done = True

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pope_env.envs._math_base import MathEnvBase
-from pope_env.errors import ConfigError, EnvStateError
+from pope_env.envs._math_base import MathEnvBase, MathEnvOptions
+from pope_env.errors import ConfigError, check_can_step
 from pope_env.guidance import GuidanceConfig, state_messages, state_text
 from pope_env.problem import Problem
 from pope_env.spaces import UnicodeText, check_text_action
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 def with_separator(step: str, separator: str = "\n\n") -> str:
@@ -92,30 +95,17 @@ class MathStepsEnv(MathEnvBase):
         self,
         dataset: str | None = "math500",
         *,
-        problems: Sequence[Problem] | None = None,
-        mode: str = "unguided",
-        guided_ratio: float = 0.5,
-        prefix_fraction: float = 0.5,
-        guidance: GuidanceConfig | None = None,
-        guidance_file: str | None = None,
-        split_file: str | None = None,
-        limit: int | None = None,
         max_steps: int = 24,
         max_step_chars: int = 8192,
         max_total_chars: int = 32768,
         step_separator: str = "\n\n",
-        verify_timeout_s: float = 5.0,
-        render_mode: str | None = None,
+        **options: Unpack[MathEnvOptions],
     ) -> None:
         for name, value in (("max_steps", max_steps), ("max_step_chars", max_step_chars),
                             ("max_total_chars", max_total_chars)):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
-        super().__init__(
-            dataset, problems=problems, mode=mode, guided_ratio=guided_ratio, prefix_fraction=prefix_fraction,
-            guidance=guidance, guidance_file=guidance_file, split_file=split_file, limit=limit,
-            verify_timeout_s=verify_timeout_s, render_mode=render_mode,
-        )
+        super().__init__(dataset, **options)
         self.max_steps = max_steps
         self.max_step_chars = max_step_chars
         self.max_total_chars = max_total_chars
@@ -170,10 +160,7 @@ class MathStepsEnv(MathEnvBase):
         return obs, dict(self._info)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        if self._problem is None:
-            raise EnvStateError("step() called before reset(); call env.reset() first")
-        if self._done:
-            raise EnvStateError("the episode has ended; call env.reset()")
+        check_can_step(self._problem is not None, self._done)
         info = dict(self._info)
         invalid = check_text_action(action, self.action_space)
         if invalid:

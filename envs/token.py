@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from pope_env.errors import ConfigError, DataFormatError, EnvStateError, InvalidActionError
+from pope_env.errors import ConfigError, DataFormatError, InvalidActionError, check_can_step
 from pope_env.guidance import prefix_cap
 from pope_env.problem import Problem
 from pope_env.rollin import MODES, RollInSampler
@@ -488,10 +488,7 @@ class TokenEnv(gym.Env[np.ndarray, int]):
         return self._mask.copy()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self._done:
-            if self._tp is None:
-                raise EnvStateError("step() called before reset(); call env.reset() first")
-            raise EnvStateError("the episode has ended; call env.reset()")
+        check_can_step(self._tp is not None, self._done)
         try:
             token = int(action)
         except (TypeError, ValueError):

@@ -38,6 +38,19 @@ class EnvStateError(PopeEnvError, RuntimeError):
     """An env method was called in the wrong state (e.g. ``step`` before ``reset``)."""
 
 
+def check_can_step(started: bool, ended: bool) -> None:
+    """The rule every pope-env env keeps: ``step`` needs a ``reset`` first and a running episode.
+
+    Raises:
+        EnvStateError: the env was never reset (``started`` false), or its episode has
+            ended (``ended`` true); either way the fix is ``env.reset()``.
+    """
+    if not started:
+        raise EnvStateError("step() called before reset(); call env.reset() first")
+    if ended:
+        raise EnvStateError("the episode has ended; call env.reset() to start a new one")
+
+
 class ConfigError(PopeEnvError, ValueError):
     """An argument or configuration value is out of range or inconsistent."""
 

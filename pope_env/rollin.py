@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -41,6 +41,18 @@ from pope_env.problem import Problem
 
 MODES = ("unguided", "guided", "pope")
 RESET_OPTIONS = ("problem_id", "guided", "prefix_len")
+
+
+class RollInOptions(TypedDict, total=False):
+    """The roll-in keywords every math env passes on to :class:`RollInSampler` (each optional;
+    the defaults are the sampler's): ``mode``, ``guided_ratio``, ``prefix_fraction``,
+    ``guidance_file`` and ``split_file``, documented there."""
+
+    mode: str
+    guided_ratio: float
+    prefix_fraction: float
+    guidance_file: str | None
+    split_file: str | None
 
 
 class NoGuidanceWarning(UserWarning):

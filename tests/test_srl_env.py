@@ -80,7 +80,7 @@ def test_episode_walks_the_expert_solution(problems):
         assert "something unrelated" not in obs
         assert all(v != p.steps[k - 1] for v in info.values()), "the expert step must not leak into info"
     assert _section(obs) == [s.strip() for s in p.steps]
-    with pytest.raises(EnvStateError, match="episode is over"):
+    with pytest.raises(EnvStateError, match="episode has ended"):
         env.step("<think>x</think>y")
 
 
