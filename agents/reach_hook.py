@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pope_env.io import JsonlAppender, PathLike
-from pope_env.own_states import Scorer, StateRenderer, StepSplitter, own_state_overlap
-from pope_env.reach import DEFAULT_CONFIDENCE, DEFAULT_CRITERION, DEFAULT_THRESHOLD
+from pope_env.own_states import OwnStateOptions, check_own_state_options, own_state_overlap
 from pope_env.problem import Problem
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 class OwnStateReachHook:
@@ -26,43 +28,31 @@ class OwnStateReachHook:
         problems: The problems whose own unguided states are measured (a fixed subset of
             the hard split keeps each evaluation affordable: the cost is
             ``len(problems) * (1 + states_per_problem * k)`` completions).
-        k: Continuations per own state.
-        states_per_problem: Own states kept per problem.
-        seed: Root seed; the same at every evaluation, so steps are compared on equal draws.
-        sampling: Sampling settings (default: the policy contract's).
-        scorer, render_state, split_steps: As :func:`~pope_env.own_states.own_state_overlap`.
-        threshold, confidence, criterion: The S_good rule (default: lower 95% Wilson bound of
-            the success rate > 0.1; see :mod:`pope_env.reach`).
         details: Optional JSONL file; each evaluation appends ``{"step", "metrics", "states"}``
             with every own state's steps and counts.
+        **options: The measurement (:class:`~pope_env.own_states.OwnStateOptions`, checked
+            now, defaults as :func:`~pope_env.own_states.own_state_overlap`'s): ``k``
+            continuations per own state (4), ``states_per_problem`` (2), ``seed`` (the same
+            at every evaluation, so steps are compared on equal draws), ``sampling``,
+            ``scorer``, ``render_state``, ``split_steps``, and the S_good rule
+            ``threshold`` / ``confidence`` / ``criterion`` (lower 95% Wilson bound of the
+            success rate > 0.1; see :mod:`pope_env.reach`).
     """
 
     def __init__(
         self,
         problems: Sequence[Problem],
         *,
-        k: int = 4,
-        states_per_problem: int = 2,
-        seed: int = 0,
-        sampling: Any = None,
-        scorer: Scorer | None = None,
-        render_state: StateRenderer | None = None,
-        split_steps: StepSplitter | None = None,
-        threshold: float = DEFAULT_THRESHOLD,
-        confidence: float = DEFAULT_CONFIDENCE,
-        criterion: str = DEFAULT_CRITERION,
         details: PathLike | None = None,
+        **options: Unpack[OwnStateOptions],
     ) -> None:
         from pope_env.errors import ConfigError
 
         self.problems = list(problems)
         if not self.problems:
             raise ConfigError("OwnStateReachHook needs at least one problem")
-        self.options: dict[str, Any] = dict(
-            k=k, states_per_problem=states_per_problem, seed=seed, sampling=sampling, scorer=scorer,
-            render_state=render_state, split_steps=split_steps, threshold=threshold,
-            confidence=confidence, criterion=criterion,
-        )
+        check_own_state_options(options, owner=type(self).__name__)
+        self.options: OwnStateOptions = options
         self.details = Path(details) if details is not None else None
 
     def __call__(self, policy: Any, step: int) -> dict[str, float | int]:

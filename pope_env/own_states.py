@@ -30,8 +30,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict
 
 from pope_env.errors import ConfigError
 from pope_env.problem import Problem
@@ -176,6 +177,47 @@ def spaced_prefix_lengths(m: int, count: int) -> list[int]:
     return sorted({math.ceil(t * m / count) for t in range(1, count + 1)}) if m > 0 else []
 
 
+class OwnStateOptions(TypedDict, total=False):
+    """The measurement keywords of :func:`own_state_overlap` (each optional, defaults as
+    there): what a caller that runs it repeatedly (a training hook) holds and passes on."""
+
+    k: int
+    states_per_problem: int
+    seed: int
+    sampling: Any
+    scorer: Scorer | None
+    render_state: StateRenderer | None
+    split_steps: StepSplitter | None
+    threshold: float
+    confidence: float
+    criterion: str
+    batch_size: int
+
+
+def check_own_state_options(options: Mapping[str, Any], *, owner: str = "own_state_overlap") -> None:
+    """Refuse bad :class:`OwnStateOptions` now rather than at the first measurement.
+
+    Raises:
+        TypeError: an unknown keyword (named, with the known ones).
+        ConfigError: a setting out of range, as :func:`own_state_overlap` would raise it.
+    """
+    unknown = sorted(set(options) - set(OwnStateOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"{owner}() got unexpected keyword argument(s) {unknown}; "
+                        f"the measurement keywords are {sorted(OwnStateOptions.__annotations__)}")
+    defaults = {name: param.default for name, param in inspect.signature(own_state_overlap).parameters.items()}
+    _check_settings(**{name: options.get(name, defaults[name]) for name in
+                       ("k", "states_per_problem", "batch_size", "threshold", "confidence", "criterion")})
+
+
+def _check_settings(*, k: Any, states_per_problem: Any, batch_size: Any, threshold: Any, confidence: Any,
+                    criterion: Any) -> None:
+    for name, value in (("k", k), ("states_per_problem", states_per_problem), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    check_s_good_rule(threshold=threshold, confidence=confidence, criterion=criterion)
+
+
 def own_state_overlap(
     problems: Sequence[Problem],
     policy: Any,
@@ -220,10 +262,8 @@ def own_state_overlap(
 
     from pope_env.prefix_search import default_scorer, derive_seed
 
-    for name, value in (("k", k), ("states_per_problem", states_per_problem), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    check_s_good_rule(threshold=threshold, confidence=confidence, criterion=criterion)
+    _check_settings(k=k, states_per_problem=states_per_problem, batch_size=batch_size, threshold=threshold,
+                    confidence=confidence, criterion=criterion)
     problems = list(problems)
     if not problems:
         raise ConfigError("own_state_overlap needs at least one problem")
