@@ -26,6 +26,29 @@ def test_every_env_id_is_registered():
         assert env_id in gym.registry
 
 
+def test_env_catalogue_entry_points_resolve_and_bad_catalogues_are_refused(tmp_path):
+    import importlib
+
+    from pope_env.registration import ENV_SPECS, load_env_specs
+
+    assert [s.id for s in ENV_SPECS] == pope_env.env_ids() and len(ENV_SPECS) == 17
+    for spec in ENV_SPECS:
+        module, name = spec.entry_point.split(":")
+        assert callable(getattr(importlib.import_module(module), name)), spec.id
+    good = {"id": "X-v0", "entry_point": "m:f", "kwargs": {}, "description": "x"}
+    cases = {
+        "[": "not valid JSON",
+        "{}": "expected a JSON list",
+        json.dumps([{**good, "kwargs": []}]): "entry 0 has a missing or mistyped kwargs",
+        json.dumps([{k: v for k, v in good.items() if k != "entry_point"}]): "mistyped entry_point",
+        json.dumps([good, good]): r"\['X-v0'\] appear more than once",
+    }
+    for text, message in cases.items():
+        (tmp_path / "specs.json").write_text(text)
+        with pytest.raises(DataFormatError, match=message):
+            load_env_specs(tmp_path / "specs.json")
+
+
 def test_unicode_text_space_accepts_latex_and_any_unicode():
     space = UnicodeText(max_length=100)
     assert space.contains(r"Find $\frac{\pi}{2}$ – ∑ ✓ 中文")
