@@ -92,7 +92,45 @@ def render_prompt(tokenizer: Any, prompt: Prompt, *, chat_fallback: bool = True,
     return plain_text_chat(prompt)
 
 
-class HFPolicy:
+class TokenizedPrompts:
+    """Prompt rendering and tokenising for the policies that sample from a Hugging Face
+    tokenizer's ids (:class:`HFPolicy`, :class:`~pope_env.agents.vllm_policy.VLLMPolicy`),
+    so that every such policy feeds a model the same prompt ids.
+
+    A class using it sets the attributes ``tokenizer``, ``chat_fallback`` (see
+    :func:`render_prompt`) and ``name``.
+    """
+
+    tokenizer: Any
+    chat_fallback: bool
+    name: str
+
+    def render(self, prompt: Prompt) -> str:
+        """The prompt text fed to the model; see :func:`render_prompt`."""
+        return render_prompt(self.tokenizer, prompt, chat_fallback=self.chat_fallback, name=self.name)
+
+    def encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        """Token ids of each rendered prompt (no padding; special tokens as the template has them)."""
+        return [self.tokenizer(self.render(p), add_special_tokens=False)["input_ids"] for p in prompts]
+
+    def encode_for_sampling(self, prompts: Sequence[Prompt], *, n: int, sampling: SamplingParams) -> list[list[int]]:
+        """:meth:`encode` for a ``generate(prompts, n=n, sampling=sampling)`` call, after checking it.
+
+        Raises:
+            ConfigError: ``n`` or ``sampling`` is out of range, ``prompts`` is a single
+                prompt instead of a sequence, or a prompt renders to no tokens.
+        """
+        _check_sampling(sampling, n)
+        if isinstance(prompts, (str, dict)):
+            raise ConfigError("generate takes a sequence of prompts; wrap a single prompt in a list")
+        prompt_ids = self.encode(prompts)
+        for i, ids in enumerate(prompt_ids):
+            if not ids:
+                raise ConfigError(f"prompt {i} renders to no tokens; give a non-empty prompt")
+        return prompt_ids
+
+
+class HFPolicy(TokenizedPrompts):
     """A transformers causal LM as a sampling policy and as the GRPO learner.
 
     Args:
@@ -163,15 +201,6 @@ class HFPolicy:
     def device(self) -> "torch.device":
         return next(self.model.parameters()).device
 
-    # ------------------------------------------------------------------ prompts
-    def render(self, prompt: Prompt) -> str:
-        """The prompt text fed to the model; see :func:`render_prompt`."""
-        return render_prompt(self.tokenizer, prompt, chat_fallback=self.chat_fallback, name=self.name)
-
-    def encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
-        """Token ids of each rendered prompt (no padding; special tokens as the template has them)."""
-        return [self.tokenizer(self.render(p), add_special_tokens=False)["input_ids"] for p in prompts]
-
     # ------------------------------------------------------------------ sampling
     def generate(
         self, prompts: Sequence[Prompt], *, n: int = 1, sampling: SamplingParams = SamplingParams()
@@ -183,13 +212,7 @@ class HFPolicy:
         the one that completed it), or after ``max_new_tokens`` (``finish_reason="length"``).
         With ``sampling.seed`` set, the same call returns the same completions.
         """
-        _check_sampling(sampling, n)
-        if isinstance(prompts, (str, dict)):
-            raise ConfigError("generate takes a sequence of prompts; wrap a single prompt in a list")
-        prompt_ids = self.encode(prompts)
-        for i, ids in enumerate(prompt_ids):
-            if not ids:
-                raise ConfigError(f"prompt {i} renders to no tokens; give a non-empty prompt")
+        prompt_ids = self.encode_for_sampling(prompts, n=n, sampling=sampling)
         rows = [ids for ids in prompt_ids for _ in range(n)]
         generator = None
         if sampling.seed is not None:

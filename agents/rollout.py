@@ -422,6 +422,7 @@ class SamplingReport:
     surplus: int = 0
 
 
+@dataclass(eq=False)
 class DynamicSampler:
     """Fill a batch of ``num_groups`` groups, optionally keeping only informative ones.
 
@@ -446,33 +447,24 @@ class DynamicSampler:
     last round are discarded (their items were consumed from the source).
     """
 
-    def __init__(
-        self,
-        policy: Policy,
-        source: PromptSource,
-        reward_fn: RewardFn,
-        *,
-        group_size: int,
-        sampling: SamplingParams = SamplingParams(),
-        min_std: float | None = None,
-        max_refill_rounds: int = 8,
-        success_threshold: float = 1.0,
-    ) -> None:
-        if group_size < 2:
+    policy: Policy
+    source: PromptSource
+    reward_fn: RewardFn
+    _: dataclasses.KW_ONLY
+    group_size: int
+    sampling: SamplingParams = SamplingParams()
+    min_std: float | None = None
+    max_refill_rounds: int = 8
+    success_threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
             raise ConfigError(
-                f"group_size is {group_size}: GRPO's group-relative advantage needs at least 2 "
+                f"group_size is {self.group_size}: GRPO's group-relative advantage needs at least 2 "
                 "completions per prompt"
             )
-        if max_refill_rounds < 0:
-            raise ConfigError(f"max_refill_rounds must be >= 0, got {max_refill_rounds}")
-        self.policy = policy
-        self.source = source
-        self.reward_fn = reward_fn
-        self.group_size = group_size
-        self.sampling = sampling
-        self.min_std = min_std
-        self.max_refill_rounds = max_refill_rounds
-        self.success_threshold = success_threshold
+        if self.max_refill_rounds < 0:
+            raise ConfigError(f"max_refill_rounds must be >= 0, got {self.max_refill_rounds}")
 
     def sample(self, num_groups: int) -> tuple[list[Group], SamplingReport]:
         """``num_groups`` groups (informative ones if filtering) and a report of all sampled."""

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pope_env.agents.hf_policy import _check_sampling, render_prompt
+from pope_env.agents.hf_policy import TokenizedPrompts
 from pope_env.agents.models import DEFAULT_MODEL, load_tokenizer, resolve_model, untied_copy
 from pope_env.agents.policy import Generation, Prompt, SamplingParams
 from pope_env.errors import ConfigError, DependencyError, PopeEnvError
@@ -52,7 +52,7 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-class VLLMPolicy:
+class VLLMPolicy(TokenizedPrompts):
     """A vLLM engine as a sampling policy that follows the learner's weights.
 
     Args:
@@ -132,14 +132,6 @@ class VLLMPolicy:
         self._sync_dir = Path(tempfile.mkdtemp(prefix="pope-env-vllm-sync-"))
 
     # ------------------------------------------------------------------ sampling
-    def render(self, prompt: Prompt) -> str:
-        """The prompt text; see :func:`~pope_env.agents.hf_policy.render_prompt`."""
-        return render_prompt(self.tokenizer, prompt, chat_fallback=self.chat_fallback, name=self.name)
-
-    def encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
-        """Token ids of each rendered prompt, as :class:`HFPolicy` computes them."""
-        return [self.tokenizer(self.render(p), add_special_tokens=False)["input_ids"] for p in prompts]
-
     def generate(
         self, prompts: Sequence[Prompt], *, n: int = 1, sampling: SamplingParams = SamplingParams()
     ) -> list[list[Generation]]:
@@ -149,13 +141,7 @@ class VLLMPolicy:
         sampled up to it. With ``sampling.seed`` set, prompt ``i`` is sampled with seed
         ``seed + i * n`` (vLLM seeds its ``n`` children ``+0 .. +n-1``), so a call is reproducible.
         """
-        _check_sampling(sampling, n)
-        if isinstance(prompts, (str, dict)):
-            raise ConfigError("generate takes a sequence of prompts; wrap a single prompt in a list")
-        prompt_ids = self.encode(prompts)
-        for i, ids in enumerate(prompt_ids):
-            if not ids:
-                raise ConfigError(f"prompt {i} renders to no tokens; give a non-empty prompt")
+        prompt_ids = self.encode_for_sampling(prompts, n=n, sampling=sampling)
         params = [self._params(sampling, n, None if sampling.seed is None else sampling.seed + i * n) for i in range(len(prompts))]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=len(prompts) > 1)
         return [[_generation(o.prompt_token_ids, c) for c in o.outputs] for o in outputs]
