@@ -197,7 +197,8 @@ def make_items(
     """Prompt items for ``problems``, unguided or guided with each problem's ``i*``.
 
     ``guidance`` maps problem id -> prefix length i* or ``(start, length)`` (see
-    :func:`guidance_segments`). With ``guided=True`` every problem must have an entry.
+    :func:`guidance_segments`). With ``guided=True`` every problem must have an entry; an
+    item whose entry shows nothing (length 0) is labelled ``guided=False``.
     """
     items = []
     for p in problems:
@@ -210,11 +211,12 @@ def make_items(
                 )
             seg = guidance[p.id]
             start, prefix = (0, int(seg)) if isinstance(seg, int) else (int(seg[0]), int(seg[1]))
-        options: dict[str, Any] = {"problem_id": p.id, "guided": guided, "prefix_len": prefix}
+        shown = prefix > 0  # an empty guidance (a fallback [0, 0]) shows the unguided prompt: say so
+        options: dict[str, Any] = {"problem_id": p.id, "guided": shown, "prefix_len": prefix}
         prompt = render(p, prefix, start=start) if start else render(p, prefix)
         items.append(
             PromptItem(
-                prompt=prompt, problem_id=p.id, guided=guided, prefix_len=prefix,
+                prompt=prompt, problem_id=p.id, guided=shown, prefix_len=prefix,
                 problem=p, options=options, tags=dict(tags or {}),
             )
         )

@@ -19,7 +19,8 @@ that set as rows an engine trains on directly:
 Row fields (the ``jsonl`` format writes them as they are):
 
     problem_id    str    the dataset's problem id
-    guided        bool   False for the unguided row, True for the guided one
+    guided        bool   False for the unguided row, True for the guided one (False too when
+                         the guidance is empty: a fallback segment [0, 0] shows no step)
     prefix_len    int    oracle steps shown (0 unguided; i* or the fallback's length guided)
     prefix_start  int    first oracle step shown (0 but for a fallback segment)
     fallback      bool   the guided row shows the fallback segment (no prefix worked)
@@ -176,7 +177,7 @@ def build_rows(
                 "fallback": record.fallback, "i_star": record.i_star}
         rows.append({**base, "guided": False, "prefix_len": 0, "prefix_start": 0,
                      "prompt": render(problem, 0, config)})
-        rows.append({**base, "guided": True, "prefix_len": record.prefix_len,
+        rows.append({**base, "guided": record.prefix_len > 0, "prefix_len": record.prefix_len,
                      "prefix_start": record.start,
                      "prompt": render(problem, record.prefix_len, config, start=record.start)})
     return rows, missing if skip_missing else []

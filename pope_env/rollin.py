@@ -23,6 +23,13 @@ unguided episode). Both queues run out exactly at the end of a pass, so the next
 with two fresh permutations. ``reset(options={"guided": b})`` takes the next problem of that
 queue (the mixture does not advance); ``problem_id`` takes that problem and leaves the
 queues alone.
+
+**A problem with nothing to show** is labelled as what it is. When a guided slot draws a
+problem whose guidance is empty (prefix cap 0: its first step already states the answer; or
+a fallback segment ``[0, 0]``: no step short enough), the episode shows the unguided prompt
+and reports ``guided=False`` (``prefix_len`` 0). It keeps its slot, so the pass structure
+stays the same, but metrics split by ``guided`` never count an unguided attempt as guided.
+An explicit ``reset(options={"guided": True, "prefix_len": 0})`` is reported as asked.
 """
 
 from __future__ import annotations
@@ -256,4 +263,4 @@ class RollInSampler:
         if not guided:
             return RollIn(problem, False, 0)
         start, prefix_len = self.segment_for(problem)
-        return RollIn(problem, True, prefix_len, start)
+        return RollIn(problem, prefix_len > 0, prefix_len, start)
