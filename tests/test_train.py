@@ -455,3 +455,17 @@ def test_sft_oracle_works_for_the_char_model_too(tmp_path):
     res = Trainer(learner, build_source(get_method("grpo"), char_render, hard=HARD), first_digit_reward, cfg,
                   tmp_path, sft_source=sft_items(HARD, char_render)).train()
     assert res.sft["steps"] == 4 and res.sft["sft_loss_last"] < res.sft["sft_loss_first"] - 0.1
+
+
+def test_a_trainer_runs_after_another_trainer_left_accelerate_state_with_other_settings(tmp_path):
+    """TRL's GRPOTrainer (or any Accelerator) run earlier in the same process leaves
+    accelerate's process-wide state behind; a Trainer with another mixed precision resets it
+    with a warning instead of failing with "AcceleratorState has already been initialized"."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    Accelerator(mixed_precision="bf16")  # what an earlier trainer leaves behind
+    assert str(AcceleratorState().mixed_precision) == "bf16"
+    with pytest.warns(UserWarning, match="resetting accelerate's process-wide state"):
+        res = trainer(tmp_path, steps=1, mixed_precision="no").train()
+    assert res.steps == 1 and str(AcceleratorState().mixed_precision) == "no"
