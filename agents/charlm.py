@@ -366,15 +366,9 @@ class CharLMPolicy:
         return out
 
     # --- learner side -------------------------------------------------------------------
-    def token_logprobs(
-        self,
-        prompt_ids: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]],
-        *,
-        with_entropy: bool = False,
-        temperature: float = 1.0,
-        model: torch.nn.Module | None = None,
-    ) -> TokenLogprobs:
+    def token_logprobs(self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *,
+                       with_entropy: bool = False, temperature: float = 1.0,
+                       model: torch.nn.Module | None = None) -> TokenLogprobs:
         """Per-token log-probs of each completion given its prompt, differentiable.
 
         Returns :class:`~pope_env.agents.policy.TokenLogprobs`: ``logprobs`` and ``entropy``

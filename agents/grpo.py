@@ -48,15 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover
 # ----------------------------------------------------------------------------------------
 # The learner contract (TokenLogprobs and LearnerPolicy live in pope_env.agents.policy)
 # ----------------------------------------------------------------------------------------
-def learner_logprobs(
-    learner: Any,
-    prompt_ids: Sequence[Sequence[int]],
-    completion_ids: Sequence[Sequence[int]],
-    *,
-    with_entropy: bool = False,
-    temperature: float = 1.0,
-    model: torch.nn.Module | None = None,
-) -> TokenLogprobs:
+def learner_logprobs(learner: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *,
+                     with_entropy: bool = False, temperature: float = 1.0,
+                     model: torch.nn.Module | None = None) -> TokenLogprobs:
     """``learner.token_logprobs`` at ``temperature``, computed through ``model``.
 
     Keywords a learner written before them may lack are only passed when they matter: at

@@ -369,15 +369,9 @@ class HFPolicy(TokenizedPrompts):
     #: logits either way (see :func:`chunkable_lm_head`).
     chunked_logprobs: bool = True
 
-    def token_logprobs(
-        self,
-        prompt_ids: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]],
-        *,
-        with_entropy: bool = False,
-        temperature: float = 1.0,
-        model: Any = None,
-    ) -> TokenLogprobs:
+    def token_logprobs(self, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *,
+                       with_entropy: bool = False, temperature: float = 1.0,
+                       model: Any = None) -> TokenLogprobs:
         """Per-token log-probs (and entropies) of completions given prompts, with gradients.
 
         One forward pass over ``[left-padded prompt | right-padded completion]`` rows. The
