@@ -34,13 +34,18 @@ import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pope_env.agents.rollout import PromptItem, PromptSource, RewardFn, ShuffledItems
 from pope_env.envs.srl import FIRST_STEP, srl_messages, srl_prompts
 from pope_env.errors import ConfigError
 from pope_env.problem import Problem
 from pope_env.rewards.similarity import THINK_CLOSE, THINK_OPEN, prefills_think, srl_reward_batch
+
+if TYPE_CHECKING:  # torch-free at import time
+    from pope_env.agents.policy import LearnerPolicy, Policy
+    from pope_env.agents.train import TrainResult
+    from pope_env.agents.train_config import TrainConfig
 
 __all__ = [
     "SRL_MIN_GROUP_STD",
@@ -209,23 +214,23 @@ def build_srl_source(kind: str, problems: Sequence[Problem], *, seed: int = 0) -
 
 
 def train_srl_then_rlvr(
-    learner: Any,
+    learner: LearnerPolicy,
     *,
     srl_problems: Sequence[Problem],
     rlvr_source: PromptSource,
     rlvr_reward: RewardFn,
-    config: Any,
+    config: TrainConfig,
     srl_steps: int,
     output_dir: str | os.PathLike[str],
     eval_items: Sequence[PromptItem] = (),
     srl_min_group_std: float = SRL_MIN_GROUP_STD,
     srl_sft_steps: int = 0,
     seed: int = 0,
-    rollout_policy: Any = None,
+    rollout_policy: Policy | None = None,
     eval_hooks: Sequence[Any] = (),
     rlvr_dynamic_sampling: bool = True,
     prefilled_think: bool | None = None,
-) -> tuple[Any, Any]:
+) -> tuple[TrainResult, TrainResult]:
     """SRL's curriculum: ``srl_steps`` SRL steps, then ``config.steps`` RLVR (GRPO) steps.
 
     Both phases run :class:`~pope_env.agents.train.Trainer` on the same ``learner``, each in
