@@ -48,70 +48,88 @@ typedef int64_t elem_t;
 /* ------------------------------------------------------------------------------------ */
 /* Converting Python sequences to element arrays                                         */
 
-/* Fills *out (malloc'd, caller frees) with the elements of obj; returns length or -1. */
+/* A PyMem_RawMalloc'd array for n elements (at least one, so that n == 0 is not NULL);
+   NULL with MemoryError set. */
+static elem_t *
+new_elements(Py_ssize_t n)
+{
+    elem_t *arr = (elem_t *)PyMem_RawMalloc((size_t)(n > 0 ? n : 1) * sizeof(elem_t));
+    if (arr == NULL)
+        PyErr_NoMemory();
+    return arr;
+}
+
+/* The code points of a str. */
+static Py_ssize_t
+str_elements(PyObject *obj, elem_t **out)
+{
+    Py_ssize_t n, i;
+    int kind;
+    const void *data;
+    if (PyUnicode_READY(obj) < 0)
+        return -1;
+    n = PyUnicode_GET_LENGTH(obj);
+    kind = PyUnicode_KIND(obj);
+    data = PyUnicode_DATA(obj);
+    if ((*out = new_elements(n)) == NULL)
+        return -1;
+    for (i = 0; i < n; i++)
+        (*out)[i] = (elem_t)PyUnicode_READ(kind, data, i);
+    return n;
+}
+
+/* Copies n Python ints into arr; -1 (TypeError, OverflowError) on a non-int or one that does
+   not fit in 64 bits. */
+static int
+copy_ints(PyObject **items, Py_ssize_t n, elem_t *arr)
+{
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        PyObject *item = items[i];
+        long long v;
+        if (!PyLong_Check(item)) {
+            PyErr_Format(PyExc_TypeError,
+                         "token sequences must hold ints; item %zd is %.100s",
+                         i, Py_TYPE(item)->tp_name);
+            return -1;
+        }
+        v = PyLong_AsLongLong(item);
+        if (v == -1 && PyErr_Occurred()) {
+            PyErr_Format(PyExc_OverflowError,
+                         "token id at position %zd does not fit in 64 bits", i);
+            return -1;
+        }
+        arr[i] = (elem_t)v;
+    }
+    return 0;
+}
+
+/* The ints of any sequence (token ids). */
+static Py_ssize_t
+int_elements(PyObject *obj, elem_t **out)
+{
+    PyObject *seq = PySequence_Fast(obj, "expected a str or a sequence of ints");
+    Py_ssize_t n;
+    if (seq == NULL)
+        return -1;
+    n = PySequence_Fast_GET_SIZE(seq);
+    *out = new_elements(n);
+    if (*out == NULL || copy_ints(PySequence_Fast_ITEMS(seq), n, *out) < 0) {
+        PyMem_RawFree(*out);
+        *out = NULL;
+        n = -1;
+    }
+    Py_DECREF(seq);
+    return n;
+}
+
+/* Fills *out (PyMem_RawMalloc'd, caller frees) with the elements of obj, a str or a sequence
+   of ints, and sets *is_str; returns the length, or -1 with an exception set. */
 static Py_ssize_t
 to_elements(PyObject *obj, elem_t **out, int *is_str)
 {
-    Py_ssize_t n, i;
-    elem_t *arr;
-    if (PyUnicode_Check(obj)) {
-        int kind;
-        const void *data;
-        if (PyUnicode_READY(obj) < 0)
-            return -1;
-        n = PyUnicode_GET_LENGTH(obj);
-        kind = PyUnicode_KIND(obj);
-        data = PyUnicode_DATA(obj);
-        arr = (elem_t *)PyMem_RawMalloc((size_t)(n > 0 ? n : 1) * sizeof(elem_t));
-        if (arr == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        for (i = 0; i < n; i++)
-            arr[i] = (elem_t)PyUnicode_READ(kind, data, i);
-        *out = arr;
-        *is_str = 1;
-        return n;
-    }
-    {
-        PyObject *seq = PySequence_Fast(obj, "expected a str or a sequence of ints");
-        PyObject **items;
-        if (seq == NULL)
-            return -1;
-        n = PySequence_Fast_GET_SIZE(seq);
-        items = PySequence_Fast_ITEMS(seq);
-        arr = (elem_t *)PyMem_RawMalloc((size_t)(n > 0 ? n : 1) * sizeof(elem_t));
-        if (arr == NULL) {
-            Py_DECREF(seq);
-            PyErr_NoMemory();
-            return -1;
-        }
-        for (i = 0; i < n; i++) {
-            PyObject *item = items[i];
-            long long v;
-            if (!PyLong_Check(item)) {
-                PyErr_Format(PyExc_TypeError,
-                             "token sequences must hold ints; item %zd is %.100s",
-                             i, Py_TYPE(item)->tp_name);
-                goto fail;
-            }
-            v = PyLong_AsLongLong(item);
-            if (v == -1 && PyErr_Occurred()) {
-                PyErr_Format(PyExc_OverflowError,
-                             "token id at position %zd does not fit in 64 bits", i);
-                goto fail;
-            }
-            arr[i] = (elem_t)v;
-        }
-        Py_DECREF(seq);
-        *out = arr;
-        *is_str = 0;
-        return n;
-    fail:
-        Py_DECREF(seq);
-        PyMem_RawFree(arr);
-        return -1;
-    }
+    *is_str = PyUnicode_Check(obj);
+    return *is_str ? str_elements(obj, out) : int_elements(obj, out);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -600,46 +618,53 @@ match_pair(pair_t *p, block_t **blocks)
     return n;
 }
 
-static PyObject *
-seqmatch_match_count(PyObject *Py_UNUSED(self), PyObject *args)
+/* Parses (a, b) from args with format and matches them; returns the number of blocks put in
+   *blocks (caller frees), and len(a), len(b); -1 with an exception set. */
+static Py_ssize_t
+blocks_of_args(PyObject *args, const char *format, block_t **blocks, Py_ssize_t *la, Py_ssize_t *lb)
 {
     PyObject *oa, *ob;
     pair_t p;
-    block_t *blocks = NULL;
-    Py_ssize_t n, t, total = 0;
-    if (!PyArg_ParseTuple(args, "OO:match_count", &oa, &ob))
-        return NULL;
-    if (load_pair(oa, ob, &p) < 0)
-        return NULL;
-    n = match_pair(&p, &blocks);
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, format, &oa, &ob) || load_pair(oa, ob, &p) < 0)
+        return -1;
+    *la = p.la;
+    *lb = p.lb;
+    n = match_pair(&p, blocks);
     free_pair(&p);
+    return n;
+}
+
+/* M, the total size of the matching blocks of the pair in args, and *length = len(a) + len(b);
+   -1 with an exception set. */
+static Py_ssize_t
+matched_total(PyObject *args, const char *format, Py_ssize_t *length)
+{
+    block_t *blocks = NULL;
+    Py_ssize_t la, lb, t, total = 0;
+    Py_ssize_t n = blocks_of_args(args, format, &blocks, &la, &lb);
     if (n < 0)
-        return NULL;
+        return -1;
     for (t = 0; t < n; t++)
         total += blocks[t].k;
     free(blocks);
-    return PyLong_FromSsize_t(total);
+    *length = la + lb;
+    return total;
+}
+
+static PyObject *
+seqmatch_match_count(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_ssize_t length, total = matched_total(args, "OO:match_count", &length);
+    return total < 0 ? NULL : PyLong_FromSsize_t(total);
 }
 
 static PyObject *
 seqmatch_ratio(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    PyObject *oa, *ob;
-    pair_t p;
-    block_t *blocks = NULL;
-    Py_ssize_t n, t, total = 0, length;
-    if (!PyArg_ParseTuple(args, "OO:ratio", &oa, &ob))
+    Py_ssize_t length, total = matched_total(args, "OO:ratio", &length);
+    if (total < 0)
         return NULL;
-    if (load_pair(oa, ob, &p) < 0)
-        return NULL;
-    length = p.la + p.lb;
-    n = match_pair(&p, &blocks);
-    free_pair(&p);
-    if (n < 0)
-        return NULL;
-    for (t = 0; t < n; t++)
-        total += blocks[t].k;
-    free(blocks);
     /* difflib._calculate_ratio: 2.0 * matches / length, or 1.0 when length == 0.
        Python converts both ints to double (exact below 2**53) and divides once. */
     if (length == 0)
@@ -661,18 +686,10 @@ block_cmp(const void *x, const void *y)
 static PyObject *
 seqmatch_matching_blocks(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    PyObject *oa, *ob, *result;
-    pair_t p;
+    PyObject *result;
     block_t *blocks = NULL;
-    Py_ssize_t n, t, la, lb, i1 = 0, j1 = 0, k1 = 0;
-    if (!PyArg_ParseTuple(args, "OO:matching_blocks", &oa, &ob))
-        return NULL;
-    if (load_pair(oa, ob, &p) < 0)
-        return NULL;
-    la = p.la;
-    lb = p.lb;
-    n = match_pair(&p, &blocks);
-    free_pair(&p);
+    Py_ssize_t t, la, lb, i1 = 0, j1 = 0, k1 = 0;
+    Py_ssize_t n = blocks_of_args(args, "OO:matching_blocks", &blocks, &la, &lb);
     if (n < 0)
         return NULL;
     qsort(blocks, (size_t)n, sizeof(block_t), block_cmp);

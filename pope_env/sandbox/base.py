@@ -2,13 +2,16 @@
 
 Kept as small as mini-swe-agent's Environment so that any backend (Docker, bubblewrap, a
 remote service) can stand in. Backends live in sibling modules; :func:`pope_env.sandbox.make_sandbox`
-picks one.
+picks one. The built-in backends derive from :class:`SandboxBackend`, which gives them the
+parts that only need ``exec`` and ``close``.
 """
 
 from __future__ import annotations
 
+import shlex
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, Self, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,19 @@ class ExecResult:
     timed_out: bool = False
     truncated_bytes: int = 0
     duration_s: float = 0.0
+
+    @classmethod
+    def of_command(cls, exit_code: int, stdout: bytes | bytearray, stderr: bytes | bytearray, *,
+                   timeout: float, truncated_bytes: int, duration_s: float) -> "ExecResult":
+        """The result of a command run under coreutils ``timeout`` with a ``timeout``-second limit.
+
+        The output is decoded as UTF-8 (invalid bytes replaced). The command timed out when it
+        exited 124 (``timeout`` stopped it) or 137 (killed) after running for the whole limit;
+        a 137 before that is a kill for memory.
+        """
+        timed_out = exit_code == 124 or (exit_code == 137 and duration_s >= timeout)
+        return cls(exit_code, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"),
+                   timed_out=timed_out, truncated_bytes=truncated_bytes, duration_s=duration_s)
 
     @property
     def output(self) -> str:
@@ -104,3 +120,51 @@ class Sandbox(Protocol):
     def close(self) -> None:
         """Stop and remove the sandbox; safe to call twice."""
         ...
+
+
+class SandboxBackend(ABC):
+    """What the built-in backends share: the start at ``base_commit`` and :meth:`diff` through
+    ``git`` in the sandbox, and ``with``.
+
+    A subclass implements :meth:`exec` (with a ``max_output_bytes`` keyword: ``None`` keeps
+    all output) and :meth:`close`, sets ``workdir``, calls :meth:`_check_out_base` when it
+    starts, and names in ``diff_error`` the error a failed ``git diff`` raises.
+    """
+
+    workdir: str
+    base_commit: str
+    diff_error: ClassVar[type[Exception]]
+
+    @abstractmethod
+    def exec(self, command: str, timeout: float = 60.0, *, max_output_bytes: int | None = -1) -> ExecResult:
+        """Run ``command`` with ``bash -c`` in ``workdir`` under the time limit (seconds)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop and remove the sandbox; safe to call twice."""
+
+    def _check_out_base(self, base_commit: str | None, error: type[Exception], where: str) -> None:
+        """Check out ``base_commit`` (``None``: keep ``HEAD``) and set ``self.base_commit`` to its id.
+
+        Raises:
+            error: the checkout failed; the message names the commit, ``where`` and git's output.
+        """
+        checkout = f"git checkout -qf {shlex.quote(base_commit)} && " if base_commit else ""
+        res = self.exec(checkout + "git rev-parse HEAD", timeout=120)
+        if res.exit_code != 0:
+            raise error(f"cannot check out {base_commit!r} {where}: {res.output.strip()}")
+        self.base_commit = res.stdout.strip()
+
+    def diff(self) -> str:
+        """The work tree's patch against ``base_commit``, new files included (``git add -A``)."""
+        res = self.exec(f"git add -A >/dev/null && git -c core.fileMode=false diff --cached --binary "
+                        f"{self.base_commit}", timeout=120, max_output_bytes=None)
+        if res.exit_code != 0:
+            raise self.diff_error(f"git diff failed: {res.output.strip()}")
+        return res.stdout
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

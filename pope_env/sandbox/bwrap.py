@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import posixpath
 import resource
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +31,7 @@ import weakref
 from pathlib import Path
 
 from pope_env.errors import ConfigError, DependencyError, EnvStateError
-from pope_env.sandbox.base import ExecResult, SandboxLimits
+from pope_env.sandbox.base import ExecResult, SandboxBackend, SandboxLimits
 from pope_env.sandbox.reaper import CGROUP_ROOT, bwrap_name, kill_cgroup, reap_orphans_once
 
 _ENV = {
@@ -42,7 +41,7 @@ _ENV = {
 }
 
 
-class BwrapSandbox:
+class BwrapSandbox(SandboxBackend):
     """A private clone of a git repository, driven by commands in bubblewrap namespaces.
 
     Args:
@@ -55,6 +54,8 @@ class BwrapSandbox:
             debootstrapped base tree when it is built
             (:func:`pope_env.swe.images.built_base_rootfs`).
     """
+
+    diff_error = EnvStateError
 
     def __init__(self, repo_dir: str | os.PathLike[str], *, workdir: str = "/testbed",
                  base_commit: str | None = None, limits: SandboxLimits = SandboxLimits(),
@@ -87,11 +88,7 @@ class BwrapSandbox:
             subprocess.run(["git", "-C", str(self.root / "repo"), "fetch", "-q", str(repo_dir), "+refs/*:refs/*",
                             "--update-head-ok"], capture_output=True)
             self._cgroups.extend(self._make_cgroups())
-            checkout = f"git checkout -qf {shlex.quote(base_commit)} && " if base_commit else ""
-            res = self.exec(checkout + "git rev-parse HEAD", timeout=120)
-            if res.exit_code != 0:
-                raise ConfigError(f"cannot check out {base_commit!r} of {repo_dir}: {res.output.strip()}")
-            self.base_commit = res.stdout.strip()
+            self._check_out_base(base_commit, ConfigError, f"of {repo_dir}")
         except BaseException:
             self.close()
             raise
@@ -175,9 +172,8 @@ class BwrapSandbox:
         duration = time.perf_counter() - start
         if code < 0:  # killed by a signal, like a shell reports it
             code = 128 - code
-        timed_out = code == 124 or (code == 137 and duration >= timeout)
-        return ExecResult(code, bufs[0].decode("utf-8", "replace"), bufs[1].decode("utf-8", "replace"),
-                          timed_out=timed_out, truncated_bytes=cut[0], duration_s=duration)
+        return ExecResult.of_command(code, bufs[0], bufs[1], timeout=timeout,
+                                     truncated_bytes=cut[0], duration_s=duration)
 
     def read_file(self, path: str) -> str:
         host = self._host_path(path)
@@ -191,13 +187,6 @@ class BwrapSandbox:
         host = self._host_path(path)
         host.parent.mkdir(parents=True, exist_ok=True)
         host.write_text(content, encoding="utf-8")
-
-    def diff(self) -> str:
-        res = self.exec(f"git add -A >/dev/null && git -c core.fileMode=false diff --cached --binary "
-                        f"{self.base_commit}", timeout=120, max_output_bytes=None)
-        if res.exit_code != 0:
-            raise EnvStateError(f"git diff failed: {res.output.strip()}")
-        return res.stdout
 
     def close(self) -> None:
         if self._closed:
@@ -224,12 +213,6 @@ class BwrapSandbox:
                     raise PermissionError(f"{path} resolves outside the sandbox's writable folders")
                 return real
         raise PermissionError(f"{path} is outside the sandbox's writable folders ({self.workdir}, /tmp, /home/pope)")
-
-    def __enter__(self) -> "BwrapSandbox":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"BwrapSandbox({self.root}, {'closed' if self._closed else 'open'})"

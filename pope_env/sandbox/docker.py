@@ -28,7 +28,7 @@ import uuid
 import weakref
 
 from pope_env.errors import ConfigError, EnvStateError, PopeEnvError
-from pope_env.sandbox.base import ExecResult, SandboxLimits
+from pope_env.sandbox.base import ExecResult, SandboxBackend, SandboxLimits
 from pope_env.sandbox.engine import docker_client
 from pope_env.sandbox.reaper import OWNER_LABELS, SANDBOX_LABEL, owner_labels, reap_orphans_once
 
@@ -59,7 +59,7 @@ class SandboxError(PopeEnvError, RuntimeError):
     """The sandbox could not be started or driven (engine error, image missing)."""
 
 
-class DockerSandbox:
+class DockerSandbox(SandboxBackend):
     """A repository work tree in a locked-down, labelled, always-removed Docker container.
 
     Args:
@@ -73,6 +73,8 @@ class DockerSandbox:
             i.e. ``docker.from_env()`` (``DOCKER_HOST`` or ``/var/run/docker.sock``) after a
             ``ping``; it raises :class:`~pope_env.errors.DependencyError` when no engine answers.
     """
+
+    diff_error = SandboxError
 
     def __init__(
         self,
@@ -132,12 +134,7 @@ class DockerSandbox:
             _live.add(self)
         self._finalizer = weakref.finalize(self, _remove, self._api, container.id)
         try:
-            checkout = (f"git checkout -qf {shlex.quote(base_commit)} && "
-                        if base_commit else "")
-            res = self.exec(checkout + "git rev-parse HEAD", timeout=120)
-            if res.exit_code != 0:
-                raise SandboxError(f"cannot check out {base_commit!r} in {workdir} of {image}: {res.output.strip()}")
-            self.base_commit = res.stdout.strip()
+            self._check_out_base(base_commit, SandboxError, f"in {workdir} of {image}")
         except BaseException:
             self.close()
             raise
@@ -183,9 +180,7 @@ class DockerSandbox:
             raise SandboxError(f"exec failed in container {self.name}: {exc}") from exc
         duration = time.perf_counter() - start
         code = -1 if code is None else int(code)
-        timed_out = code == 124 or (code == 137 and duration >= timeout)
-        return ExecResult(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-                          timed_out=timed_out, truncated_bytes=cut, duration_s=duration)
+        return ExecResult.of_command(code, out, err, timeout=timeout, truncated_bytes=cut, duration_s=duration)
 
     def read_file(self, path: str) -> str:
         """The text of ``path`` (UTF-8, invalid bytes replaced); FileNotFoundError if absent."""
@@ -224,14 +219,6 @@ class DockerSandbox:
         if not self._api.put_archive(self.container_id, parent, buf.getvalue()):
             raise SandboxError(f"writing {full} failed")
 
-    def diff(self) -> str:
-        """The work tree's patch against ``base_commit``, new files included (``git add -A``)."""
-        res = self.exec(f"git add -A >/dev/null && git -c core.fileMode=false diff --cached --binary "
-                        f"{self.base_commit}", timeout=120, max_output_bytes=None)
-        if res.exit_code != 0:
-            raise SandboxError(f"git diff failed: {res.output.strip()}")
-        return res.stdout
-
     def close(self) -> None:
         """Remove the container (idempotent)."""
         if self._closed:
@@ -250,12 +237,6 @@ class DockerSandbox:
     def _check_open(self) -> None:
         if self._closed:
             raise EnvStateError("this sandbox is closed; start a new one")
-
-    def __enter__(self) -> "DockerSandbox":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

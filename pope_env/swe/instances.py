@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pope_env.errors import DataFormatError, PopeEnvError, UnknownNameError, require
+from pope_env.swe.issue import RepositoryIssue
 
 OFFICIAL_FIELDS: tuple[str, ...] = (
     "instance_id",
@@ -104,18 +105,15 @@ class LocalBuild:
 
 
 @dataclass(frozen=True)
-class SWEInstance:
+class SWEInstance(RepositoryIssue):
     """One SWE-bench task instance (official fields) plus, for local ones, its build recipe.
 
+    The issue fields of :class:`~pope_env.swe.issue.RepositoryIssue` come first.
     ``FAIL_TO_PASS`` / ``PASS_TO_PASS`` are pytest node ids (``tests/test_x.py::test_y``).
     ``extra`` keeps any further fields of the record (e.g. SWE-bench 5's ``image``,
     ``eval_script``, ``log_parser``) so that :meth:`to_record` round-trips them.
     """
 
-    instance_id: str
-    repo: str
-    base_commit: str
-    problem_statement: str
     patch: str
     test_patch: str
     FAIL_TO_PASS: tuple[str, ...]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pope_env.errors import DataFormatError
+from pope_env.swe.issue import RepositoryIssue
 
 REQUIRED_FIELDS = ("instance_id", "repo", "base_commit", "problem_statement", "test_patch",
                    "FAIL_TO_PASS", "PASS_TO_PASS")
@@ -58,14 +59,12 @@ def _test_list(value: Any, iid: str, name: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class SWETask:
+class SWETask(RepositoryIssue):
     """One task: an issue in a repository at a commit, and the tests that decide it.
 
     Attributes:
-        instance_id: SWE-bench id, e.g. ``"toolz__toolz-0001"``.
-        repo: ``owner/name``.
-        base_commit: The commit the agent starts from.
-        problem_statement: The issue text the agent sees.
+        instance_id, repo, base_commit, problem_statement: The issue
+            (:class:`~pope_env.swe.issue.RepositoryIssue`).
         test_patch: Patch adding/updating the tests (applied only at grading).
         fail_to_pass: Tests that must go from failing to passing.
         pass_to_pass: Tests that must keep passing.
@@ -77,10 +76,6 @@ class SWETask:
         log_parser: Name of a ``swebench`` log parser (``PARSER_REGISTRY``).
     """
 
-    instance_id: str
-    repo: str
-    base_commit: str
-    problem_statement: str
     test_patch: str
     fail_to_pass: tuple[str, ...]
     pass_to_pass: tuple[str, ...]

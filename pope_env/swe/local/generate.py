@@ -1,4 +1,4 @@
-"""Maintainer tool: regenerate the local set's data files from the drafts in ``drafts.py``.
+"""Maintainer tool: regenerate the local set's data files from the drafts in ``drafts.toml``.
 
     python -m pope_env.swe.local.generate            # all drafts
     python -m pope_env.swe.local.generate ID [ID..]  # only these (others are kept)
@@ -31,7 +31,7 @@ from pope_env.sandbox.bwrap import BwrapSandbox
 from pope_env.swe.build import commit_bug, git, make_upstream_repository
 from pope_env.swe.images import built_base_rootfs
 from pope_env.swe.instances import LocalBuild, SdistSource, SWEInstance, parse_instance
-from pope_env.swe.local.drafts import DRAFTS, Draft
+from pope_env.swe.local.drafts import Draft, load_drafts
 from pope_env.swe.trajectories import SUBMIT, TrajectoryStep, normalize_diff
 
 HERE = Path(__file__).resolve().parent
@@ -137,13 +137,14 @@ def generate_one(draft: Draft, work: Path) -> tuple[dict, dict]:
 
 
 def main(argv: list[str]) -> int:
-    chosen = set(argv) or {d.instance_id for d in DRAFTS}
+    drafts = load_drafts()
+    chosen = set(argv) or {d.instance_id for d in drafts}
     inst_path, traj_path = HERE / "instances.jsonl", HERE / "trajectories.jsonl"
     old_inst = {r["instance_id"]: r for r in read_jsonl(inst_path)} if inst_path.exists() else {}
     old_traj = {r["instance_id"]: r for r in read_jsonl(traj_path)} if traj_path.exists() else {}
     records, trajectories = [], []
     with tempfile.TemporaryDirectory(prefix="pope-env-generate-") as tmp:
-        for draft in DRAFTS:
+        for draft in drafts:
             if draft.instance_id in chosen:
                 record, trajectory = generate_one(draft, Path(tmp))
             else:
