@@ -33,11 +33,15 @@ Anything else (a missing or mistyped field, an unknown key, an unknown source) r
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from pope_env.errors import DataFormatError
 from pope_env.swe.trajectories import SUBMIT
