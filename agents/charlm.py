@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -276,25 +276,88 @@ class CharLMPolicy:
         encoded = [self.encode_prompt(p) for p in prompts]
         flat = [ids for ids in encoded for _ in range(n)]
         gen = torch.Generator().manual_seed(sampling.seed) if sampling.seed is not None else None
+
+        def draw(probs: torch.Tensor, rows: slice, t: int) -> torch.Tensor:
+            return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+        return self._generate_rows(flat, n, sampling, draw, per_row_room=False)
+
+    @torch.no_grad()
+    def generate_seeded(
+        self, prompts: Sequence[Prompt], *, n: int = 1, sampling: SamplingParams = SamplingParams(),
+        seeds: Sequence[int],
+    ) -> list[list[Generation]]:
+        """``n`` completions per prompt, prompt ``j``'s drawn from its own generator seeded
+        ``seeds[j]`` (``sampling.seed`` is ignored): the optional
+        :class:`~pope_env.agents.policy.Policy` capability that lets a caller batch prompts
+        whose samples must not depend on each other.
+
+        Sampling is by inverse CDF: prompt ``j``'s generator draws an ``[n, max_new_tokens]``
+        block of uniforms up front (a fixed count, whatever rows finish early), and sample
+        ``r`` takes the token where ``u[r, t]`` falls in step ``t``'s cumulative
+        distribution. So prompt ``j``'s completions depend only on its prompt, ``n``,
+        ``seeds[j]`` and ``sampling``, not on the other prompts of the call (up to
+        floating-point differences of batched arithmetic, which can flip a token only when a
+        uniform falls within rounding error of a boundary); each row's token budget is
+        ``min(max_new_tokens, max_len - its prompt length)``, not the longest prompt's.
+
+        Raises:
+            ConfigError: ``len(seeds) != len(prompts)``, ``n < 1``, a negative temperature,
+                or a prompt too long for ``max_len``.
+        """
+        if len(seeds) != len(prompts):
+            raise ConfigError(f"generate_seeded needs one seed per prompt: {len(prompts)} prompts, {len(seeds)} seeds")
+        if n < 1:
+            raise ConfigError(f"n must be >= 1, got {n}")
+        encoded = [self.encode_prompt(p) for p in prompts]
+        flat = [ids for ids in encoded for _ in range(n)]
+        width = max(1, sampling.max_new_tokens)
+        uniforms = torch.cat([torch.rand(n, width, generator=torch.Generator().manual_seed(int(s)))
+                              for s in seeds]) if seeds else torch.zeros(0, width)
+
+        def draw(probs: torch.Tensor, rows: slice, t: int) -> torch.Tensor:
+            cdf = probs.cumsum(-1)
+            u = uniforms[rows, t : t + 1] * cdf[:, -1:]
+            # right=True: the first token whose cumulative mass exceeds u (never a zero-mass one)
+            return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
+
+        return self._generate_rows(flat, n, sampling, draw, per_row_room=True)
+
+    def _generate_rows(
+        self, flat: list[list[int]], n: int, sampling: SamplingParams,
+        draw: Callable[[torch.Tensor, slice, int], torch.Tensor], *, per_row_room: bool,
+    ) -> list[list[Generation]]:
+        """Decode every row of ``flat`` (``n`` consecutive rows per prompt) in batches of
+        :attr:`batch_size`; ``draw(probs, rows, t)`` picks step ``t``'s tokens of the flat
+        ``rows``."""
+        if sampling.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {sampling.temperature}")
         was_training = self.model.training
         self.model.eval()
         try:
             outs: list[Generation] = []
             for start in range(0, len(flat), self.batch_size):
-                outs.extend(self._generate_batch(flat[start : start + self.batch_size], sampling, gen))
+                rows = slice(start, min(start + self.batch_size, len(flat)))
+                outs.extend(self._generate_batch(
+                    flat[rows], sampling, lambda probs, t, rows=rows: draw(probs, rows, t), per_row_room))
         finally:
             self.model.train(was_training)
-        return [outs[i * n : (i + 1) * n] for i in range(len(prompts))]
+        return [outs[i * n : (i + 1) * n] for i in range(len(flat) // n)]
 
     def _generate_batch(
-        self, prompts: list[list[int]], sp: SamplingParams, gen: torch.Generator | None
+        self, prompts: list[list[int]], sp: SamplingParams,
+        draw: Callable[[torch.Tensor, int], torch.Tensor], per_row_room: bool = False,
     ) -> list[Generation]:
         m, cfg = self.model, self.model.cfg
         b = len(prompts)
         plen = max(len(p) for p in prompts)
-        max_new = min(sp.max_new_tokens, cfg.max_len - plen)
-        if max_new < 1:
-            raise ConfigError(f"prompt of {plen} tokens leaves no room in max_len={cfg.max_len}")
+        lengths = torch.tensor([len(p) for p in prompts])
+        # Each row's token budget: the longest prompt's room (generate), or its own (generate_seeded).
+        room = cfg.max_len - (lengths if per_row_room else torch.full((b,), plen))
+        limits = room.clamp(max=sp.max_new_tokens)
+        max_new = int(limits.max())
+        if int(limits.min()) < 1:
+            raise ConfigError(f"prompt of {int(lengths.max())} tokens leaves no room in max_len={cfg.max_len}")
         total = plen + max_new
         # Left-pad prompts so every row's next token is at the same cache slot.
         ids = torch.full((b, plen), PAD, dtype=torch.long)
@@ -302,7 +365,6 @@ class CharLMPolicy:
         for r, p in enumerate(prompts):
             ids[r, plen - len(p) :] = torch.tensor(p)
             key_ok[r, plen - len(p) :] = True
-        lengths = torch.tensor([len(p) for p in prompts])
         positions = (torch.arange(plen).unsqueeze(0) - (plen - lengths).unsqueeze(1)).clamp(min=0)
         hd = cfg.d_model // cfg.n_heads
         caches = [
@@ -316,7 +378,8 @@ class CharLMPolicy:
         tokens = torch.zeros((b, max_new), dtype=torch.long)
         logps = torch.zeros((b, max_new))
         done = torch.zeros(b, dtype=torch.bool)
-        n_out = torch.full((b,), max_new)
+        stopped = torch.zeros(b, dtype=torch.bool)  # ended by EOS or a stop string (not the budget)
+        n_out = limits.clone()
         pos = lengths.clone()
         stops = [s for s in sp.stop if s]
         texts = [""] * b
@@ -326,7 +389,7 @@ class CharLMPolicy:
                 nxt = logp_all.argmax(-1)
             else:
                 probs = _top_p_filter(logits / sp.temperature, sp.top_p).softmax(-1)
-                nxt = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+                nxt = draw(probs, t)
             nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
             tokens[:, t] = nxt
             logps[:, t] = logp_all.gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
@@ -337,18 +400,19 @@ class CharLMPolicy:
                     if any(texts[r].endswith(s) for s in stops):
                         finished_now[r] = True
             n_out = torch.where(finished_now, torch.full_like(n_out, t + 1), n_out)
-            done |= finished_now
+            stopped |= finished_now
+            done |= finished_now | (limits <= t + 1)
             if bool(done.all()) or t == max_new - 1:
                 break
             key_ok[:, plen + t] = True
             step_mask = key_ok[:, None, None, : plen + t + 1]
             logits = m(nxt.unsqueeze(1), pos.unsqueeze(1), step_mask, caches, plen + t)[:, -1]
-            pos += 1
+            pos = (pos + 1).clamp(max=cfg.max_len - 1)  # a row past its budget is finished; keep it in range
         out: list[Generation] = []
         for r in range(b):
             k = int(n_out[r])
             toks = tokens[r, :k].tolist()
-            finished = bool(done[r])
+            finished = bool(stopped[r])
             text = self.tokenizer.decode(toks)
             for s in stops:
                 if text.endswith(s):

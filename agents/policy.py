@@ -63,13 +63,30 @@ class Generation:
 
 @runtime_checkable
 class Policy(Protocol):
-    """Samples ``n`` completions for each prompt; returns one list of ``n`` per prompt."""
+    """Samples ``n`` completions for each prompt; returns one list of ``n`` per prompt.
+
+    Optional capability, used when present (:func:`has_seeded_generate`):
+    ``generate_seeded(prompts, *, n, sampling, seeds) -> list[list[Generation]]`` samples
+    prompt ``j``'s ``n`` completions from its own random stream seeded ``seeds[j]``
+    (``sampling.seed`` is ignored), so that what prompt ``j`` gets does not depend on the
+    other prompts of the call. The i* search and the hard split
+    (:class:`pope_env.prefix_search.PrefixProbe`) then batch many problems' measurements into
+    one call and still draw each measurement as the same random event it is alone. A policy
+    without it keeps working: each measurement is then its own ``generate`` call with
+    ``sampling.seed`` set. :class:`~pope_env.agents.charlm.CharLMPolicy` and
+    :class:`~pope_env.agents.vllm_policy.VLLMPolicy` implement it.
+    """
 
     name: str
 
     def generate(
         self, prompts: Sequence[Prompt], *, n: int = 1, sampling: SamplingParams = SamplingParams()
     ) -> list[list[Generation]]: ...
+
+
+def has_seeded_generate(policy: Any) -> bool:
+    """Whether ``policy`` offers the optional ``generate_seeded`` capability of :class:`Policy`."""
+    return callable(getattr(policy, "generate_seeded", None))
 
 
 class TokenLogprobs(NamedTuple):

@@ -141,8 +141,30 @@ class VLLMPolicy(TokenizedPrompts):
         sampled up to it. With ``sampling.seed`` set, prompt ``i`` is sampled with seed
         ``seed + i * n`` (vLLM seeds its ``n`` children ``+0 .. +n-1``), so a call is reproducible.
         """
+        return self._sample(prompts, n, sampling,
+                            [None if sampling.seed is None else sampling.seed + i * n for i in range(len(prompts))])
+
+    def generate_seeded(
+        self, prompts: Sequence[Prompt], *, n: int = 1, sampling: SamplingParams = SamplingParams(),
+        seeds: Sequence[int],
+    ) -> list[list[Generation]]:
+        """``n`` completions per prompt, prompt ``j``'s sampled with the request seed
+        ``seeds[j]`` (``sampling.seed`` is ignored; vLLM gives every seeded request its own
+        generator, so a prompt's completions do not depend on the other prompts). For one
+        prompt this is :meth:`generate` with ``sampling.seed = seeds[0]``.
+
+        Raises:
+            ConfigError: ``len(seeds) != len(prompts)``, or what :meth:`generate` refuses.
+        """
+        if len(seeds) != len(prompts):
+            raise ConfigError(f"generate_seeded needs one seed per prompt: {len(prompts)} prompts, {len(seeds)} seeds")
+        return self._sample(prompts, n, sampling, [int(seed) for seed in seeds])
+
+    def _sample(self, prompts: Sequence[Prompt], n: int, sampling: SamplingParams,
+                seeds: Sequence[int | None]) -> list[list[Generation]]:
+        """One engine call: prompt ``i`` with request seed ``seeds[i]``."""
         prompt_ids = self.encode_for_sampling(prompts, n=n, sampling=sampling)
-        params = [self._params(sampling, n, None if sampling.seed is None else sampling.seed + i * n) for i in range(len(prompts))]
+        params = [self._params(sampling, n, seed) for seed in seeds]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=len(prompts) > 1)
         return [[_generation(o.prompt_token_ids, c) for c in o.outputs] for o in outputs]
 

@@ -186,3 +186,12 @@ def test_pope_env_train_with_the_vllm_rollout_engine_runs_every_stage(tmp_path, 
     assert len(read_jsonl(out / "hard_split.jsonl")) >= 3 and (out / "guidance.jsonl").exists()
     (record,) = read_jsonl(out / "pope" / "train_log.jsonl")
     assert record["sync_s"] > 0 and record["groups_sampled"] == 2
+
+
+def test_generate_seeded_gives_each_prompt_its_own_stream(vllm_policy):
+    sampling = SamplingParams(max_new_tokens=10)
+    alone = [vllm_policy.generate_seeded([p], n=2, sampling=sampling, seeds=[40 + j])[0] for j, p in enumerate(PROMPTS)]
+    together = vllm_policy.generate_seeded(PROMPTS, n=2, sampling=sampling, seeds=[40, 41])
+    assert [[g.token_ids for g in grp] for grp in alone] == [[g.token_ids for g in grp] for grp in together]
+    plain = vllm_policy.generate(PROMPTS[:1], n=2, sampling=SamplingParams(max_new_tokens=10, seed=40))
+    assert [g.token_ids for g in plain[0]] == [g.token_ids for g in together[0]]
