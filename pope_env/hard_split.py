@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from pope_env.errors import GuidanceFileError
 from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig
-from pope_env.guidance_file import SampledFileHeader
-from pope_env.io import HeadedFile, JsonlAppender, PathLike, open_for_resume, read_headed_jsonl
-from pope_env.prefix_search import PrefixProbe, Scorer
+from pope_env.guidance_file import Measurement, SampledFileHeader
+from pope_env.io import HeadedFile, JsonlAppender, PathLike, read_headed_jsonl
+from pope_env.prefix_search import PrefixProbe, Scorer, open_measured_file
 from pope_env.problem import Problem
 
 if TYPE_CHECKING:
@@ -116,21 +116,30 @@ def run_hard_split(
     config: GuidanceConfig = DEFAULT_CONFIG,
     prompt_format: "str | Callable[[Problem, int], Prompt]" = "chat",
     progress: bool = True,
+    batch_size: int = 1,
 ) -> HardSplit:
     """Measure unguided pass@k of every problem and write the split file ``out`` (resumable).
 
     Arguments are those of :func:`pope_env.prefix_search.run_prefix_search`; a problem is
-    sampled in chunks and stops at its first success.
+    sampled in chunks and stops at its first success. ``batch_size`` (default 1: one problem
+    after the other) problems are measured in lockstep rounds, one chunk per problem still
+    without a success per round, a problem leaving at its first success and the next one
+    taking its place (:mod:`pope_env.lockstep`); with a policy that has ``generate_seeded``
+    each round is one batched call. The file is the same for every ``batch_size`` (lines in
+    list order).
 
     Raises:
         GuidanceFileError: ``out`` exists with other settings (the mismatch is named).
-        ConfigError: ``k < 1`` or a bad ``chunk_size`` / ``prompt_format``.
+        ConfigError: ``k < 1``, a bad ``chunk_size`` / ``prompt_format`` / ``batch_size``, or
+            (batched) repeated problem ids.
     """
-    probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
-                        sampling=sampling, config=config, prompt_format=prompt_format)
-    header = SplitHeader(dataset=dataset, **probe.header_fields())
+    from pope_env.lockstep import check_batch_size, run_in_lockstep
+
+    check_batch_size(batch_size)
     path = Path(out)
-    done = set(open_for_resume(path, header, load_split, dataclasses.asdict))
+    probe, done = open_measured_file(
+        path, policy, scorer, lambda fields: SplitHeader(dataset=dataset, **fields), load_split, dataclasses.asdict,
+        k=k, seed=seed, chunk_size=chunk_size, sampling=sampling, config=config, prompt_format=prompt_format)
 
     from tqdm.auto import tqdm
 
@@ -138,13 +147,26 @@ def run_hard_split(
     bar = tqdm(total=len(problems), initial=len(problems) - len(remaining), desc="hard split",
                unit="problem", disable=not progress)
     n_hard = 0
+
+    def measure(problem: Problem, p: PrefixProbe) -> Measurement:
+        m = p.measure(problem, 0, early_stop=True)
+        p.forget(problem)
+        return m
+
     with JsonlAppender(path) as sink:
-        for problem in remaining:
-            m = probe.measure(problem, 0, early_stop=True)
+
+        def write(problem: Problem, m: Measurement) -> None:
+            nonlocal n_hard
             record = SplitRecord(problem.id, m.successes == 0, m.successes, m.samples)
             sink.append(dataclasses.asdict(record))
             n_hard += record.hard
             bar.update(1)
             bar.set_postfix(hard=n_hard, refresh=False)
+
+        if batch_size > 1:
+            run_in_lockstep(remaining, probe, measure, batch_size=batch_size, on_result=write)
+        else:
+            for problem in remaining:
+                write(problem, measure(problem, probe))
     bar.close()
     return load_split(path, dataset=dataset)

@@ -106,7 +106,7 @@ from pope_env.guidance_file import (  # noqa: F401  (re-exported: the guidance f
     Measurement,
     load_guidance,
 )
-from pope_env.io import JsonlAppender, PathLike, open_for_resume
+from pope_env.io import FileHeader, JsonlAppender, PathLike, open_for_resume
 from pope_env.search_strategies import (  # noqa: F401  (re-exported: the strategies lived here)
     ANCHOR_WINDOW,
     STRATEGIES,
@@ -171,18 +171,48 @@ def prompt_format_name(prompt_format: "str | Callable[[Problem, int], Prompt]") 
     return prompt_format
 
 
+@dataclasses.dataclass(frozen=True)
+class MeasureRequest:
+    """One :meth:`PrefixProbe.measure` call, as :meth:`PrefixProbe.measure_many` takes it.
+
+    Raises:
+        ConfigError: ``max_chunks`` is not a positive integer or ``None``.
+    """
+
+    problem: Problem
+    prefix_len: int
+    early_stop: bool
+    max_chunks: int | None = None
+
+    def __post_init__(self) -> None:
+        m = self.max_chunks
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+            raise ConfigError(f"max_chunks must be an integer >= 1 or None, got {m!r}")
+
+
 class PrefixProbe:
     """Measures whether a policy solves a problem from roll-in state ``i`` in ``k`` samples.
 
-    The k samples are drawn in ``n_chunks`` chunks of ``chunk_size`` (one ``policy.generate``
-    call with ``n=chunk`` each; the last chunk may be smaller); chunk ``j`` of state ``i`` of
-    problem ``x`` is sampled with seed ``derive_seed(seed, x.id, i, j)``, whatever the order of
-    work. A state is measured in *installments*: :meth:`measure` continues the state from its
-    next undrawn chunk, so a strategy can scout many states with one chunk each
-    (``max_chunks=1``) and later finish the one it needs. A success in any chunk proves the
-    state solvable (:meth:`is_success`); a state is a failure only once all ``k`` samples
-    failed (:meth:`is_failure`). Every installment is recorded in :attr:`log`;
-    :meth:`reset` forgets all progress (the search calls it before each problem).
+    The k samples are drawn in ``n_chunks`` chunks of ``chunk_size`` (the last chunk may be
+    smaller); chunk ``j`` of state ``i`` of problem ``x`` is sampled with seed
+    ``derive_seed(seed, x.id, i, j)``, whatever the order of work. A state is measured in
+    *installments*: :meth:`measure` continues the state from its next undrawn chunk, so a
+    strategy can scout many states with one chunk each (``max_chunks=1``) and later finish
+    the one it needs. A success in any chunk proves the state solvable (:meth:`is_success`);
+    a state is a failure only once all ``k`` samples failed (:meth:`is_failure`).
+
+    How a chunk is sampled: with a policy that has the optional ``generate_seeded``
+    capability (:class:`~pope_env.agents.policy.Policy`), as ``generate_seeded([prompt],
+    n=chunk, seeds=[chunk seed])``, and :meth:`measure_many` draws the next chunk of many
+    (problem, state) requests in one such call per round, each still the same random event
+    it is alone; otherwise as one ``generate([prompt], n=chunk)`` call with
+    ``sampling.seed`` = the chunk seed. (The two are different draws for the same seed, so a
+    policy's measurements change if it gains or loses the capability.)
+
+    Progress is kept per problem, so several problems can be in flight at once: every
+    installment is recorded in that problem's :meth:`log_of` and in :attr:`log` (all
+    problems, in the order the installments ended); :meth:`forget` drops one problem's
+    progress, :meth:`reset` everything.
 
     Args:
         policy: Anything with the :class:`~pope_env.agents.policy.Policy` ``generate``.
@@ -191,7 +221,7 @@ class PrefixProbe:
             verifier workers).
         k: Samples per state (``>= 1``).
         seed: Root seed.
-        chunk_size: Samples per ``generate`` call (``1..k``); default ``max(1, k // 4)``.
+        chunk_size: Samples per chunk (``1..k``); default ``max(1, k // 4)``.
         sampling: Temperature, top-p and token budget; its ``seed`` is replaced per chunk.
         config: Prompt wording (for the ``"chat"`` and ``"text"`` formats).
         prompt_format: ``"chat"`` (messages), ``"text"`` (plain text), or a callable
@@ -226,7 +256,7 @@ class PrefixProbe:
         self.k, self.seed, self.chunk_size = k, seed, chunk
         self.sampling, self.config, self.prompt_format = sampling, config, prompt_format
         self.log: list[Measurement] = []
-        self._known: dict[tuple[str, int], _StateProgress] = {}
+        self._problems: dict[str, _ProblemProgress] = {}
 
     def header_fields(self) -> dict[str, Any]:
         """The settings a file measured with this probe records in its header
@@ -254,9 +284,18 @@ class PrefixProbe:
         return sum(m.samples for m in self.log)
 
     def reset(self) -> None:
-        """Forget every state's progress and clear the log."""
+        """Forget every problem's progress and clear the log."""
         self.log = []
-        self._known = {}
+        self._problems = {}
+
+    def forget(self, problem: Problem) -> None:
+        """Forget one problem's progress and its :meth:`log_of` (:attr:`log` keeps them)."""
+        self._problems.pop(problem.id, None)
+
+    def log_of(self, problem: Problem) -> list[Measurement]:
+        """The problem's installments since it was last forgotten, in order."""
+        progress = self._problems.get(problem.id)
+        return [] if progress is None else list(progress.log)
 
     def prompt(self, problem: Problem, prefix_len: int, start: int = 0) -> "Prompt":
         if callable(self.prompt_format):
@@ -267,17 +306,21 @@ class PrefixProbe:
             return guided_messages(problem, prefix_len, self.config, start=start)
         return guided_text(problem, prefix_len, self.config, start=start)
 
+    def _state(self, problem: Problem, prefix_len: int) -> "_StateProgress | None":
+        progress = self._problems.get(problem.id)
+        return None if progress is None else progress.states.get(prefix_len)
+
     def known(self, problem: Problem, prefix_len: int) -> Measurement:
         """The state's totals so far (``samples == 0`` if it was never measured)."""
-        progress = self._known.get((problem.id, prefix_len))
-        if progress is None:
+        state = self._state(problem, prefix_len)
+        if state is None:
             return Measurement(prefix_len, 0, 0)
-        return Measurement(prefix_len, progress.successes, progress.samples)
+        return Measurement(prefix_len, state.successes, state.samples)
 
     def chunks_drawn(self, problem: Problem, prefix_len: int) -> int:
         """Chunks of the state drawn so far (``0..n_chunks``)."""
-        progress = self._known.get((problem.id, prefix_len))
-        return 0 if progress is None else progress.chunks
+        state = self._state(problem, prefix_len)
+        return 0 if state is None else state.chunks
 
     def is_success(self, problem: Problem, prefix_len: int) -> bool:
         """True once some sample of the state succeeded (the state is proven solvable)."""
@@ -296,36 +339,93 @@ class PrefixProbe:
         Draws the state's next undrawn chunks, at most ``max_chunks`` of them (``None``: up to
         all ``k`` samples). With ``early_stop`` nothing more is drawn once the state holds a
         success. Each call that draws something appends one installment
-        ``Measurement(prefix_len, successes, samples)`` to :attr:`log`.
+        ``Measurement(prefix_len, successes, samples)`` to the problem's log.
 
         Raises:
             ConfigError: ``max_chunks`` is not a positive integer.
         """
-        if max_chunks is not None and (isinstance(max_chunks, bool) or not isinstance(max_chunks, int)
-                                       or max_chunks < 1):
-            raise ConfigError(f"max_chunks must be an integer >= 1 or None, got {max_chunks!r}")
-        progress = self._known.setdefault((problem.id, prefix_len), _StateProgress())
-        budget = self.n_chunks if max_chunks is None else max_chunks
-        prompt = None
-        successes = samples = 0
-        while budget and progress.chunks < self.n_chunks and not (early_stop and progress.successes):
-            if prompt is None:
-                prompt = self.prompt(problem, prefix_len)
-            n = min(self.chunk_size, self.k - progress.samples)
-            sampling = dataclasses.replace(
-                self.sampling, seed=derive_seed(self.seed, problem.id, prefix_len, progress.chunks)
-            )
-            (group,) = self.policy.generate([prompt], n=n, sampling=sampling)
-            hits = sum(bool(v) for v in self.scorer([g.text for g in group], problem))
-            progress.chunks += 1
-            progress.samples += n
-            progress.successes += hits
-            successes += hits
-            samples += n
-            budget -= 1
-        if samples:
-            self.log.append(Measurement(prefix_len, successes, samples))
-        return self.known(problem, prefix_len)
+        return self.measure_many([MeasureRequest(problem, prefix_len, early_stop, max_chunks)])[0]
+
+    def measure_many(self, requests: Sequence[MeasureRequest]) -> list[Measurement]:
+        """:meth:`measure` for each request, batched: the state's totals so far, per request.
+
+        Works in rounds; each round draws the next chunk of every request that still wants
+        one (one ``generate_seeded`` call per chunk size, or one ``generate`` call per request
+        for a policy without it). Seeds, verdicts and logged installments are exactly those
+        of calling :meth:`measure` on each request in turn.
+
+        Raises:
+            ConfigError: two requests name the same (problem id, state).
+        """
+        seen = {(r.problem.id, r.prefix_len) for r in requests}
+        if len(seen) != len(requests):
+            raise ConfigError("measure_many got the same (problem id, state) twice; measure it in one request")
+        installments = [self.start(r) for r in requests]
+        while True:
+            wanting = [x for x in installments if self.wants_chunk(x)]
+            if not wanting:
+                break
+            self.draw_round(wanting)
+        return [self.finish(x) for x in installments]
+
+    # The steps of measure_many, for schedulers that add requests between rounds
+    # (pope_env.lockstep): start, then draw_round while wants_chunk, then finish.
+
+    def start(self, request: MeasureRequest) -> "Installment":
+        """Begin one installment of ``request``'s state (nothing drawn yet)."""
+        progress = self._problems.setdefault(request.problem.id, _ProblemProgress())
+        state = progress.states.setdefault(request.prefix_len, _StateProgress())
+        budget = self.n_chunks if request.max_chunks is None else request.max_chunks
+        return Installment(request, state, budget)
+
+    def wants_chunk(self, x: "Installment") -> bool:
+        """Whether the installment draws another chunk: budget left, chunks left, and no
+        success yet when it stops early."""
+        return bool(x.budget and x.state.chunks < self.n_chunks
+                    and not (x.request.early_stop and x.state.successes))
+
+    def draw_round(self, installments: Sequence["Installment"]) -> None:
+        """Draw the next chunk of each installment (each must :meth:`want <wants_chunk>` one)."""
+        from pope_env.agents.policy import has_seeded_generate
+
+        chunks = [(x, min(self.chunk_size, self.k - x.state.samples),
+                   derive_seed(self.seed, x.request.problem.id, x.request.prefix_len, x.state.chunks))
+                  for x in installments]
+        for x, _, _ in chunks:
+            if x.prompt is None:
+                x.prompt = self.prompt(x.request.problem, x.request.prefix_len)
+        if has_seeded_generate(self.policy):
+            by_size: dict[int, list[tuple[Installment, int]]] = {}
+            for x, n, seed in chunks:
+                by_size.setdefault(n, []).append((x, seed))
+            for n, group in by_size.items():
+                outputs = self.policy.generate_seeded(
+                    [x.prompt for x, _ in group], n=n, sampling=self.sampling, seeds=[seed for _, seed in group])
+                for (x, _), completions in zip(group, outputs):
+                    self._record(x, n, completions)
+        else:
+            for x, n, seed in chunks:
+                (completions,) = self.policy.generate(
+                    [x.prompt], n=n, sampling=dataclasses.replace(self.sampling, seed=seed))
+                self._record(x, n, completions)
+
+    def _record(self, x: "Installment", n: int, completions: Sequence[Any]) -> None:
+        hits = sum(bool(v) for v in self.scorer([g.text for g in completions], x.request.problem))
+        x.state.chunks += 1
+        x.state.samples += n
+        x.state.successes += hits
+        x.successes += hits
+        x.samples += n
+        x.budget -= 1
+
+    def finish(self, x: "Installment") -> Measurement:
+        """End the installment: log it if it drew anything; the state's totals so far."""
+        request = x.request
+        if x.samples:
+            m = Measurement(request.prefix_len, x.successes, x.samples)
+            self._problems.setdefault(request.problem.id, _ProblemProgress()).log.append(m)
+            self.log.append(m)
+        return self.known(request.problem, request.prefix_len)
 
 
 @dataclasses.dataclass
@@ -335,6 +435,27 @@ class _StateProgress:
     chunks: int = 0
     samples: int = 0
     successes: int = 0
+
+
+@dataclasses.dataclass
+class _ProblemProgress:
+    """One problem's states (prefix length -> progress) and its installments, in order."""
+
+    states: dict[int, _StateProgress] = dataclasses.field(default_factory=dict)
+    log: list[Measurement] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Installment:
+    """One :class:`MeasureRequest` being drawn: its state's progress, the chunks it may still
+    draw, and what it drew so far."""
+
+    request: MeasureRequest
+    state: _StateProgress
+    budget: int
+    successes: int = 0
+    samples: int = 0
+    prompt: Any = None
 
 
 # --------------------------------------------------------------------------- results
@@ -385,7 +506,7 @@ def search_problem(
     ``history`` (the records of the problems searched before) reaches strategies that use it.
     """
     cap = check_guidable(problem)
-    probe.reset()
+    probe.forget(problem)
     if strategy.uses_history:
         i_star = strategy.search(probe, problem, cap, history=history)
     else:
@@ -394,9 +515,9 @@ def search_problem(
         segment, fallback = fallback_segment(problem, seed), True
     else:
         segment, fallback = (0, i_star), False
-    return GuidanceRecord(
-        problem.id, i_star, fallback, segment, cap, len(problem.steps), tuple(probe.log)
-    )
+    evidence = tuple(probe.log_of(problem))
+    probe.forget(problem)
+    return GuidanceRecord(problem.id, i_star, fallback, segment, cap, len(problem.steps), evidence)
 
 
 def unusable_problems(problems: Iterable[Problem]) -> dict[str, str]:
@@ -408,6 +529,20 @@ def unusable_problems(problems: Iterable[Problem]) -> dict[str, str]:
         except DataFormatError as exc:
             out[p.id] = str(exc)
     return out
+
+
+def open_measured_file(
+    out: PathLike, policy: "Policy", scorer: Scorer | None, make_header: Callable[[dict[str, Any]], FileHeader],
+    load: Callable[[Path], Any], record_json: Callable[[Any], Any], **probe_settings: Any,
+) -> tuple[PrefixProbe, dict[str, Any]]:
+    """The probe a run measures with and the run's file ``out``, created or resumed.
+
+    The probe is ``PrefixProbe(policy, scorer, **probe_settings)``; the file's header is
+    ``make_header(probe.header_fields())``. Returns the probe and the finished records of an
+    existing file (see :func:`pope_env.io.open_for_resume`).
+    """
+    probe = PrefixProbe(policy, scorer, **probe_settings)
+    return probe, open_for_resume(Path(out), make_header(probe.header_fields()), load, record_json)
 
 
 def run_prefix_search(
@@ -426,6 +561,7 @@ def run_prefix_search(
     prompt_format: "str | Callable[[Problem, int], Prompt]" = "chat",
     skip_unusable: bool = False,
     progress: bool = True,
+    batch_size: int = 1,
 ) -> GuidanceFile:
     """Find i* for every problem and write the guidance file ``out`` (resumable).
 
@@ -450,6 +586,16 @@ def run_prefix_search(
         skip_unusable: Skip (with a warning) problems that cannot be guided instead of
             refusing the whole run.
         progress: Show a tqdm progress bar.
+        batch_size: Problems searched at once (default 1: one after the other). Above 1,
+            each problem's strategy runs in a worker thread and the measurements of all
+            problems in flight are drawn together, one chunk each per round
+            (:mod:`pope_env.lockstep`): with a policy that has ``generate_seeded`` (the char
+            model, vLLM) that is one batched call per round instead of one call per chunk;
+            with other policies it only changes the order of the calls. The file, its
+            records and their evidence are the same as with ``batch_size=1`` (every chunk
+            is seeded by problem, state and index); records are appended in list order, so
+            a crash loses at most the problems in flight. Not with a strategy that learns
+            from earlier problems (``anchored``): it needs them finished first.
 
     Returns:
         The guidance file as loaded after the run.
@@ -457,13 +603,19 @@ def run_prefix_search(
     Raises:
         GuidanceFileError: ``out`` was made with other settings (the mismatch is named).
         DataFormatError: some problems cannot be guided and ``skip_unusable`` is false.
-        ConfigError: ``k < 1`` or a bad ``chunk_size`` / ``prompt_format``.
+        ConfigError: ``k < 1``, a bad ``chunk_size`` / ``prompt_format`` / ``batch_size``,
+            ``batch_size > 1`` with a strategy that uses history, or (batched) repeated
+            problem ids.
     """
+    from pope_env.lockstep import check_batch_size, run_in_lockstep
+
     search = strategy if isinstance(strategy, SearchStrategy) else get_strategy(strategy)
-    probe = PrefixProbe(policy, scorer, k=k, seed=seed, chunk_size=chunk_size,
-                        sampling=sampling, config=config, prompt_format=prompt_format)
-    header = GuidanceHeader(dataset=dataset, strategy=search.name, **probe.header_fields(),
-                            instruction_sha=hashlib.sha256(config.instruction.encode()).hexdigest()[:12])
+    if check_batch_size(batch_size) > 1 and search.uses_history:
+        raise ConfigError(
+            f"strategy {search.name!r} learns from the problems searched before each one, so it cannot "
+            f"search {batch_size} problems at once; use batch_size=1 (CLI: --batch-problems 1) or "
+            "another strategy"
+        )
     precompute_caps(problems, progress=progress)  # one parallel answer-leak scan, then cached
     bad = unusable_problems(problems)
     if bad and not skip_unusable:
@@ -475,24 +627,38 @@ def run_prefix_search(
     for pid in bad:
         warnings.warn(f"skipping problem {pid!r}: it cannot be guided", stacklevel=2)
     todo = [p for p in problems if p.id not in bad]
-    done = open_for_resume(Path(out), header, load_guidance, GuidanceRecord.to_json)
+    instruction_sha = hashlib.sha256(config.instruction.encode()).hexdigest()[:12]
+    probe, done = open_measured_file(
+        out, policy, scorer,
+        lambda fields: GuidanceHeader(dataset=dataset, strategy=search.name, **fields, instruction_sha=instruction_sha),
+        load_guidance, GuidanceRecord.to_json,
+        k=k, seed=seed, chunk_size=chunk_size, sampling=sampling, config=config, prompt_format=prompt_format)
 
     from tqdm.auto import tqdm
 
-    remaining = sum(p.id not in done for p in todo)
-    bar = tqdm(total=len(todo), initial=len(todo) - remaining, desc=f"prefix search ({search.name})",
+    remaining = [p for p in todo if p.id not in done]
+    bar = tqdm(total=len(todo), initial=len(todo) - len(remaining), desc=f"prefix search ({search.name})",
                unit="problem", disable=not progress)
     rollouts = 0
-    history: list[GuidanceRecord] = []  # the records of the problems before this one, in list order
     with JsonlAppender(out) as sink:
-        for problem in todo:
-            record = done.get(problem.id)
-            if record is None:
-                record = search_problem(problem, probe, search, seed=seed, history=history)
-                sink.append(record.to_json())
-                rollouts += record.rollouts
-                bar.update(1)
-                bar.set_postfix(rollouts=rollouts, refresh=False)
-            history.append(record)
+
+        def write(problem: Problem, record: GuidanceRecord) -> None:
+            nonlocal rollouts
+            sink.append(record.to_json())
+            rollouts += record.rollouts
+            bar.update(1)
+            bar.set_postfix(rollouts=rollouts, refresh=False)
+
+        if batch_size > 1:
+            run_in_lockstep(remaining, probe, lambda p, view: search_problem(p, view, search, seed=seed),
+                            batch_size=batch_size, on_result=write)
+        else:
+            history: list[GuidanceRecord] = []  # the records of the problems before this one, in list order
+            for problem in todo:
+                record = done.get(problem.id)
+                if record is None:
+                    record = search_problem(problem, probe, search, seed=seed, history=history)
+                    write(problem, record)
+                history.append(record)
     bar.close()
     return load_guidance(out, dataset=dataset)
