@@ -22,8 +22,8 @@ Presets: ``default`` (GRPO and POPE, 2 seeds, <= 15 min on 2 cores from a fresh 
 with *revisiting* traces, the overlap knob; <= 60 min) and ``quick`` (the plumbing, for CI).
 
 Outputs in ``out``: ``config.json``, ``testbed/<variant>/`` (``easy_check.json``,
-``hard_split.jsonl``, ``guided_scan.json``, ``istar.jsonl``, ``eval_split.jsonl``,
-``regime.json``), ``runs/<name>/`` (trainer logs, checkpoints, ``result.json``),
+``hard_split.jsonl`` and ``eval_split.jsonl`` (split files), ``guidance.jsonl`` (the i*
+guidance file), ``guided_curve.json``, ``regime.json``), ``runs/<name>/`` (trainer logs, checkpoints, ``result.json``),
 ``summary.json``, ``demo.png``.
 """
 
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pope_env.agents.charlm import CharLMConfig
-from pope_env.agents.demo_testbed import arithmetic_reward, count_correct, screen_hard
+from pope_env.agents.demo_testbed import arithmetic_reward
 from pope_env.agents.pretrain import PretrainConfig
 from pope_env.errors import ConfigError, GuidanceFileError, UnknownNameError
 from pope_env.io import atomic_write_json
@@ -60,7 +60,8 @@ class DemoConfig:
         n_eval_candidates: Test-split candidates screened for the held-out hard set.
         screen_k: Samples per candidate; *hard* means none of them is correct (paper: pass@k = 0).
         screen_chunk: Samples per screening round (a candidate leaves at its first success).
-        istar_samples: Samples per (problem, prefix) in the guided scan that finds i*.
+        istar_samples: Samples per (problem, prefix) in the linear i* search and the guided-success
+            curve (one chunk each).
         max_hard: Cap on the hard training set (problems with an i*).
         max_eval: Cap on the held-out hard set.
         eval_k: Samples per held-out problem for pass@1 / pass@k (k = ``eval_k``).
@@ -287,5 +288,4 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", *, log: Callable[[s
     return summary
 
 
-__all__ = ["PAPER_METHODS", "PRESETS", "DemoConfig", "arithmetic_reward", "count_correct", "get_preset",
-           "run_demo", "screen_hard"]
+__all__ = ["PAPER_METHODS", "PRESETS", "DemoConfig", "arithmetic_reward", "get_preset", "run_demo"]

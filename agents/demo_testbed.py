@@ -1,4 +1,4 @@
-"""The demo's measured inputs: base model, regime check, hard split, guided-success curve, i*.
+"""The demo's measured inputs: base model, regime check, hard split, i*, guided-success curve.
 
 Everything here is *measured* on the base model before any training, as the POPE paper
 defines it, and cached in ``<out>/testbed/<variant>/`` under a hash of the settings that made
@@ -9,15 +9,26 @@ it (a re-run reuses it; a killed run redoes at most the phase in progress):
    test-split chains of the pretraining levels. The paper's regime needs a base that is
    near-perfect on easy problems: at least ``min_easy_pass1`` (0.95).
 3. **Hard split**: train-split chains of ``hard_levels`` operations with *pass@k = 0* for the
-   base (``k = screen_k`` = 64 samples at temperature 1, drawn in rounds of
-   ``screen_chunk``; a candidate leaves at its first success). The held-out evaluation set is
-   screened the same way from the test split with other draws.
-4. **Guided success against prefix length and i\\***: every hard problem is rolled in from
-   every oracle prefix ``i = 1..prefix_cap`` with ``istar_samples`` samples each. The guided
-   pass@1 at each ``i`` is the table and plot panel; ``i*`` is the smallest ``i`` with a
-   success (the paper's definition; the same as ``pope-env prefix-search --strategy linear``,
-   here batched over all problems and prefixes at once because a char model is fast only in
-   large batches). Problems with no working prefix are dropped from training.
+   base (``k = screen_k`` = 64 samples at temperature 1, drawn in chunks of
+   ``screen_chunk``; a candidate leaves at its first success), measured by
+   :func:`pope_env.hard_split.run_hard_split` into the split file ``hard_split.jsonl``. The
+   held-out evaluation set is screened the same way from the test split with another seed
+   (``eval_split.jsonl``).
+4. **i\***: :func:`pope_env.prefix_search.run_prefix_search` with the ``linear`` strategy
+   (the paper's definition: the smallest ``i`` with a success in ``istar_samples`` samples)
+   into the guidance file ``guidance.jsonl``. Problems with no working prefix are dropped
+   from training.
+5. **Guided success against prefix length**: every hard problem at every oracle prefix
+   ``i = 1..prefix_cap`` with ``istar_samples`` samples each (:func:`guided_curve`; the
+   table and plot panel), with the search's seeds, so the states the search measured are
+   taken from its evidence.
+
+The split and guidance files are real library files (load them with the envs'
+``split_file=`` / ``guidance_file=``; the prompt format is the char model's
+:func:`~pope_env.agents.pretrain.render_guided_prompt`). Every phase runs all its problems
+at once (``batch_size`` = the number of problems): the char model is fast only in large
+batches, and :meth:`~pope_env.agents.charlm.CharLMPolicy.generate_seeded` lets one call per
+round serve them all while each problem gets the draws it would get alone.
 
 The regime is *reached* when the easy check passes, the hard split is non-empty, and at
 least ``min_hard`` training problems have an i*; :class:`Regime` says which condition
@@ -38,11 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 from pope_env.agents.charlm import CharLMPolicy
 from pope_env.agents.policy import SamplingParams
-from pope_env.agents.pretrain import PretrainConfig, pretrain, render_guided_prompt, render_prompt
+from pope_env.agents.pretrain import PretrainConfig, pretrain, render_guided_prompt
 from pope_env.datasets import arithmetic
-from pope_env.errors import ConfigError
+from pope_env.errors import ConfigError, GuidanceFileError
 from pope_env.guidance import prefix_cap
-from pope_env.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from pope_env.guidance_file import GuidanceFile, Measurement, load_guidance
+from pope_env.hard_split import HardSplit, load_split, run_hard_split
+from pope_env.io import atomic_write_json
+from pope_env.prefix_search import MeasureRequest, PrefixProbe, Scorer, run_prefix_search
 from pope_env.problem import Problem
 from pope_env.rewards.math import extract_answer
 
@@ -71,82 +85,58 @@ def arithmetic_reward(completion: str, problem: Problem) -> float:
         return 0.0
 
 
-def count_correct(
-    policy: CharLMPolicy,
-    problems: Sequence[Problem],
-    prompts: Sequence[str],
-    *,
-    k: int,
-    seed: int,
-    max_new_tokens: int,
-    desc: str | None = None,
-    chunk: int = 64,
-) -> list[int]:
-    """Correct completions among ``k`` temperature-1 samples for each prompt (seeded per chunk)."""
-    from tqdm.auto import tqdm
-
-    counts: list[int] = []
-    with tqdm(total=len(prompts), desc=desc, disable=desc is None, unit="prompt") as bar:
-        for start in range(0, len(prompts), chunk):
-            sp = SamplingParams(temperature=1.0, max_new_tokens=max_new_tokens, seed=seed * 1_000_003 + start)
-            groups = policy.generate(list(prompts[start : start + chunk]), n=k, sampling=sp)
-            for g, p in zip(groups, problems[start : start + chunk]):
-                counts.append(int(sum(arithmetic_reward(x.text, p) for x in g)))
-            bar.update(len(groups))
-    return counts
+def arithmetic_scorer(completions: Sequence[str], problem: Problem) -> list[bool]:
+    """:func:`arithmetic_reward` as the :data:`~pope_env.prefix_search.Scorer` of the hard
+    split and the i* search: one verdict per completion."""
+    return [arithmetic_reward(c, problem) > 0 for c in completions]
 
 
-def screen_hard(
-    policy: CharLMPolicy,
-    candidates: Sequence[Problem],
-    *,
-    k: int,
-    seed: int,
-    max_new_tokens: int,
-    desc: str | None = None,
-    chunk: int | None = None,
-) -> tuple[list[Problem], list[int]]:
-    """The candidates with pass@k = 0 under ``policy``, and every candidate's success count.
-
-    Samples are drawn in rounds of ``chunk`` (default ``k``: one round); a candidate with a
-    success leaves after its round, so its count is a lower bound (>= 1), while every
-    returned hard problem had all ``k`` samples wrong.
-    """
-    chunk = min(chunk or k, k)
-    counts = [0] * len(candidates)
-    alive = list(range(len(candidates)))
-    drawn = 0
-    round_ = 0
-    while alive and drawn < k:
-        n = min(chunk, k - drawn)
-        got = count_correct(policy, [candidates[i] for i in alive], [render_prompt(candidates[i]) for i in alive],
-                            k=n, seed=seed * 1009 + round_, max_new_tokens=max_new_tokens,
-                            desc=None if desc is None else f"{desc} ({drawn + n}/{k} samples)")
-        for i, c in zip(alive, got):
-            counts[i] += c
-        alive = [i for i in alive if counts[i] == 0]
-        drawn += n
-        round_ += 1
-    return [candidates[i] for i in alive], counts
+def _probe_settings(policy: CharLMPolicy, *, k: int, seed: int, chunk_size: int,
+                    max_new_tokens: int) -> dict[str, Any]:
+    """The sampler every testbed measurement uses: temperature 1, the char model's own prompt
+    layout (:func:`render_guided_prompt`, which is :func:`render_prompt` at ``i = 0``)."""
+    return {"policy": policy, "scorer": arithmetic_scorer, "k": k, "seed": seed, "chunk_size": min(chunk_size, k),
+            "sampling": SamplingParams(temperature=1.0, max_new_tokens=max_new_tokens),
+            "prompt_format": render_guided_prompt}
 
 
-def guided_scan(
-    policy: CharLMPolicy, problems: Sequence[Problem], *, samples: int, seed: int, max_new_tokens: int
-) -> dict[str, list[int]]:
+def _remade_if_stale(path: Path, run: Callable[[], Any]) -> Any:
+    """``run()``, which writes or resumes the headed file ``path``; a file made with other
+    settings (the run refuses it) is deleted and made again."""
+    try:
+        return run()
+    except GuidanceFileError:
+        path.unlink(missing_ok=True)
+        return run()
+
+
+def measure_hard_split(policy: CharLMPolicy, candidates: Sequence[Problem], out: Path, *, dataset: str, k: int,
+                       chunk: int, seed: int, max_new_tokens: int) -> HardSplit:
+    """The split file ``out`` of ``candidates`` (pass@k = 0 by :func:`pope_env.hard_split.run_hard_split`,
+    all candidates in flight together), resumed if it holds the same settings, else remade."""
+    settings = _probe_settings(policy, k=k, seed=seed, chunk_size=chunk, max_new_tokens=max_new_tokens)
+    return _remade_if_stale(out, lambda: run_hard_split(
+        candidates, dataset=dataset, out=out, batch_size=max(1, len(candidates)), **settings))
+
+
+def guided_curve(policy: CharLMPolicy, problems: Sequence[Problem], guidance: GuidanceFile, *, samples: int,
+                 seed: int, max_new_tokens: int, scorer: Scorer = arithmetic_scorer) -> dict[str, list[int]]:
     """Problem id -> successes among ``samples`` guided completions at each prefix
-    ``i = 1..prefix_cap(problem)`` (list index ``i - 1``)."""
-    pairs = [(p, i) for p in problems for i in range(1, prefix_cap(p) + 1)]
-    counts = count_correct(policy, [p for p, _ in pairs], [render_guided_prompt(p, i) for p, i in pairs],
-                           k=samples, seed=seed, max_new_tokens=max_new_tokens, desc="guided scan / i*")
-    out: dict[str, list[int]] = {p.id: [] for p in problems}
-    for (p, _), c in zip(pairs, counts):
-        out[p.id].append(c)
-    return out
+    ``i = 1..prefix_cap(problem)`` (list index ``i - 1``), by ``scorer``'s verdicts.
 
-
-def istar_from_scan(scan: dict[str, list[int]]) -> dict[str, int]:
-    """i* per problem: the smallest prefix length with a success (problems without one left out)."""
-    return {pid: row.index(next(c for c in row if c)) + 1 for pid, row in scan.items() if any(row)}
+    Measured with the i* search's sampler (same seeds, one chunk of ``samples`` per state), so
+    the states the search already measured are taken from its evidence (the same random
+    events) and only the states above i* are sampled, all in one batched
+    :meth:`~pope_env.prefix_search.PrefixProbe.measure_many`."""
+    settings = _probe_settings(policy, k=samples, seed=seed, chunk_size=samples, max_new_tokens=max_new_tokens)
+    del settings["scorer"]
+    probe = PrefixProbe(settings.pop("policy"), scorer, **settings)
+    known = {p.id: guidance[p.id].by_state() if p.id in guidance else {} for p in problems}
+    requests = [MeasureRequest(p, i, early_stop=False) for p in problems for i in range(1, prefix_cap(p) + 1)
+                if known[p.id].get(i, Measurement(i, 0, 0)).samples < samples]
+    for r, m in zip(requests, probe.measure_many(requests)):
+        known[r.problem.id][r.prefix_len] = m
+    return {p.id: [known[p.id][i].successes for i in range(1, prefix_cap(p) + 1)] for p in problems}
 
 
 @dataclass
@@ -231,21 +221,9 @@ def _cached(path: Path, key: str, make: Callable[[], dict[str, Any]]) -> dict[st
     return data
 
 
-def _cached_problems(path: Path, key: str, make: Callable[[], tuple[list[Problem], dict[str, Any]]]
-                     ) -> tuple[list[Problem], dict[str, Any]]:
-    """Problems stored at ``path`` under header ``key``; made (and stored atomically) if absent."""
-    if path.exists():
-        rows = read_jsonl(path, strict=False)
-        if rows and rows[0].get("key") == key:
-            return [Problem.from_dict(r) for r in rows[1:]], rows[0].get("stats", {})
-    problems, stats = make()
-    atomic_write_jsonl(path, [{"key": key, "stats": stats}] + [p.to_dict() for p in problems])
-    return problems, stats
-
-
 def build_testbed(cfg: "DemoConfig", out: Path, variant: str = "plain", *,
                   log: Callable[[str], None] = print) -> Testbed:
-    """Phases 1-4 for one base variant, cached in ``out/testbed/<variant>/``."""
+    """Phases 1-5 for one base variant, cached in ``out/testbed/<variant>/``."""
     pcfg = variant_pretrain(cfg, variant)
     folder = out / "testbed" / variant
     folder.mkdir(parents=True, exist_ok=True)
@@ -261,44 +239,45 @@ def build_testbed(cfg: "DemoConfig", out: Path, variant: str = "plain", *,
         lo, hi = pcfg.levels
         probs = [p for level in range(lo, hi + 1) for p in itertools.islice(
             arithmetic.iter_problems(level, split="test", seed=1, max_value=pcfg.max_value), cfg.easy_per_level)]
-        c = count_correct(base, probs, [render_prompt(p) for p in probs], k=cfg.easy_k, seed=7,
-                          max_new_tokens=mnt, desc=f"[{variant}] easy check")
-        return {"pass@1": sum(c) / (len(c) * cfg.easy_k), "problems": len(c)}
+        settings = _probe_settings(base, k=cfg.easy_k, seed=7, chunk_size=cfg.easy_k, max_new_tokens=mnt)
+        probe = PrefixProbe(settings.pop("policy"), settings.pop("scorer"), **settings)
+        log(f"[{variant}] easy check: {len(probs)} problems x {cfg.easy_k} samples")
+        got = probe.measure_many([MeasureRequest(p, 0, early_stop=False) for p in probs])
+        return {"pass@1": sum(m.successes for m in got) / (len(got) * cfg.easy_k), "problems": len(got)}
 
     easy = _cached(folder / "easy_check.json", digest("easy_per_level", "easy_k", "max_new_tokens"), make_easy)
     log(f"[{variant}] base pass@1 on held-out easy problems: {easy['pass@1']:.3f} ({easy['problems']} problems)")
 
-    def make_hard() -> tuple[list[Problem], dict[str, Any]]:
-        cands = arithmetic.generate(cfg.n_candidates, cfg.hard_levels, split="train", seed=0, max_value=pcfg.max_value)
-        hard, counts = screen_hard(base, cands, k=cfg.screen_k, seed=1, max_new_tokens=mnt,
-                                   desc=f"[{variant}] hard split", chunk=cfg.screen_chunk)
-        return hard, {"candidates": len(cands), "hard": len(hard),
-                      "candidate_pass@1_first_round": _first_round_rate(counts, cfg)}
+    cands = _candidates(cfg, pcfg, "train")
+    log(f"[{variant}] hard split: {len(cands)} train candidates, pass@{cfg.screen_k}")
+    split = measure_hard_split(base, cands, folder / "hard_split.jsonl", k=cfg.screen_k, chunk=cfg.screen_chunk,
+                               seed=1, max_new_tokens=mnt,
+                               dataset=f"demo-{variant}-train-{digest('hard_levels', 'n_candidates')}")
+    hard_all = _hard_problems(cands, split)
+    hard_stats = {"candidates": len(cands), "hard": len(hard_all),
+                  "candidate_pass@1_first_round": _first_round_rate(split)}
 
-    hard_key = digest("hard_levels", "n_candidates", "screen_k", "screen_chunk", "max_new_tokens")
-    hard_all, hard_stats = _cached_problems(folder / "hard_split.jsonl", hard_key, make_hard)
-
-    def make_scan() -> dict[str, Any]:
-        scan = guided_scan(base, hard_all, samples=cfg.istar_samples, seed=2, max_new_tokens=mnt)
-        return {"samples": cfg.istar_samples, "scan": scan}
-
-    scan = _cached(folder / "guided_scan.json", hard_key + cfg.digest("istar_samples"), make_scan)["scan"]
-    istar = istar_from_scan(scan)
-    atomic_write_jsonl(folder / "istar.jsonl", [
-        {"problem_id": p.id, "i_star": istar[p.id], "n_steps": len(p.steps), "level": p.level}
-        for p in hard_all if p.id in istar
-    ])
+    log(f"[{variant}] i* (linear search) of {len(hard_all)} hard problems, {cfg.istar_samples} samples per prefix")
+    guidance = _remade_if_stale(folder / "guidance.jsonl", lambda: run_prefix_search(
+        hard_all, dataset=f"demo-{variant}-hard-{digest('hard_levels', 'n_candidates', 'screen_k', 'screen_chunk')}",
+        out=folder / "guidance.jsonl", strategy="linear",
+        batch_size=max(1, len(hard_all)),
+        **_probe_settings(base, k=cfg.istar_samples, seed=2, chunk_size=cfg.istar_samples, max_new_tokens=mnt)))
+    istar = {pid: r.i_star for pid, r in guidance.records.items() if r.i_star is not None}
     hard = [p for p in hard_all if p.id in istar][: cfg.max_hard]
 
-    def make_eval() -> tuple[list[Problem], dict[str, Any]]:
-        cands = arithmetic.generate(cfg.n_eval_candidates, cfg.hard_levels, split="test", seed=0,
-                                    max_value=pcfg.max_value)
-        held, _ = screen_hard(base, cands, k=cfg.screen_k, seed=3, max_new_tokens=mnt,
-                              desc=f"[{variant}] held-out split", chunk=cfg.screen_chunk)
-        return held[: cfg.max_eval], {"candidates": len(cands), "hard": len(held)}
+    curve_key = digest("hard_levels", "n_candidates", "screen_k", "screen_chunk", "istar_samples", "max_new_tokens")
+    scan = _cached(folder / "guided_curve.json", curve_key, lambda: {"samples": cfg.istar_samples, "scan": guided_curve(
+        base, hard_all, guidance, samples=cfg.istar_samples, seed=2, max_new_tokens=mnt)})["scan"]
 
-    eval_key = digest("hard_levels", "n_eval_candidates", "screen_k", "screen_chunk", "max_eval", "max_new_tokens")
-    eval_set, eval_stats = _cached_problems(folder / "eval_split.jsonl", eval_key, make_eval)
+    eval_cands = _candidates(cfg, pcfg, "test")
+    log(f"[{variant}] held-out hard split: {len(eval_cands)} test candidates, pass@{cfg.screen_k}")
+    eval_split = measure_hard_split(base, eval_cands, folder / "eval_split.jsonl", k=cfg.screen_k,
+                                    chunk=cfg.screen_chunk, seed=3, max_new_tokens=mnt,
+                                    dataset=f"demo-{variant}-test-{digest('hard_levels', 'n_eval_candidates')}")
+    eval_hard = _hard_problems(eval_cands, eval_split)
+    eval_set = eval_hard[: cfg.max_eval]
+    eval_stats = {"candidates": len(eval_cands), "hard": len(eval_hard)}
 
     regime = _regime(cfg, easy, hard_stats, hard_all, hard, istar, scan, eval_stats, eval_set)
     atomic_write_json(folder / "regime.json", {"variant": variant, "reached": regime.reached, **asdict(regime)})
@@ -307,9 +286,24 @@ def build_testbed(cfg: "DemoConfig", out: Path, variant: str = "plain", *,
     return Testbed(variant, base, hard, istar, eval_set, regime)
 
 
-def _first_round_rate(counts: Sequence[int], cfg: "DemoConfig") -> float:
-    n = min(cfg.screen_chunk or cfg.screen_k, cfg.screen_k)
-    return sum(min(c, n) for c in counts) / max(1, len(counts) * n)
+def _candidates(cfg: "DemoConfig", pcfg: PretrainConfig, split: str) -> list[Problem]:
+    """The hard candidates of ``split`` (train: the training set's, test: the held-out set's)."""
+    n = cfg.n_candidates if split == "train" else cfg.n_eval_candidates
+    return arithmetic.generate(n, cfg.hard_levels, split=split, seed=0, max_value=pcfg.max_value)
+
+
+def _hard_problems(candidates: Sequence[Problem], split: HardSplit) -> list[Problem]:
+    """The candidates the split file marks hard, in candidate order."""
+    hard = set(split.hard_ids)
+    return [p for p in candidates if p.id in hard]
+
+
+def _first_round_rate(split: HardSplit) -> float:
+    """Success rate of every candidate's first chunk (a candidate that left after it drew
+    only that chunk; one that went on had none in it)."""
+    n = split.header.chunk_size
+    first = [r.successes if r.samples <= n else 0 for r in split.records.values()]
+    return sum(first) / max(1, len(first) * n)
 
 
 def _regime(cfg: "DemoConfig", easy: dict[str, Any], hard_stats: dict[str, Any], hard_all: Sequence[Problem],
@@ -351,10 +345,12 @@ def load_testbed(cfg: "DemoConfig", out: Path, variant: str) -> Testbed:
                        "guided_pass1": {int(k): {int(a): b for a, b in v.items()}
                                         for k, v in data["guided_pass1"].items()}})
     base = pretrain(variant_pretrain(cfg, variant), progress=False, log=lambda _: None)
-    hard_all = [Problem.from_dict(r) for r in read_jsonl(folder / "hard_split.jsonl")[1:]]
-    istar = {r["problem_id"]: r["i_star"] for r in read_jsonl(folder / "istar.jsonl")}
+    pcfg = variant_pretrain(cfg, variant)
+    hard_all = _hard_problems(_candidates(cfg, pcfg, "train"), load_split(folder / "hard_split.jsonl"))
+    guidance = load_guidance(folder / "guidance.jsonl")
+    istar = {pid: r.i_star for pid, r in guidance.records.items() if r.i_star is not None}
     hard = [p for p in hard_all if p.id in istar][: cfg.max_hard]
-    eval_set = [Problem.from_dict(r) for r in read_jsonl(folder / "eval_split.jsonl")[1:]]
+    eval_set = _hard_problems(_candidates(cfg, pcfg, "test"), load_split(folder / "eval_split.jsonl"))[: cfg.max_eval]
     return Testbed(variant, base, hard, istar, eval_set, regime)
 
 
@@ -364,10 +360,9 @@ __all__ = [
     "Testbed",
     "arithmetic_reward",
     "build_testbed",
-    "count_correct",
-    "guided_scan",
-    "istar_from_scan",
+    "arithmetic_scorer",
+    "guided_curve",
     "load_testbed",
-    "screen_hard",
+    "measure_hard_split",
     "variant_pretrain",
 ]

@@ -112,9 +112,8 @@ class Setting:
 
 def charlm_setting(args: argparse.Namespace) -> Setting:
     """The CPU demo's base model on (part of) the demo's hard split."""
-    import torch
-
-    from pope_env.agents.demo import arithmetic_reward, get_preset, screen_hard
+    from pope_env.agents.demo import arithmetic_reward, get_preset
+    from pope_env.agents.demo_testbed import measure_hard_split
     from pope_env.agents.policy import SamplingParams
     from pope_env.agents.pretrain import base_dir, pretrain, render_guided_prompt
     from pope_env.datasets import arithmetic
@@ -137,12 +136,12 @@ def charlm_setting(args: argparse.Namespace) -> Setting:
     path = cache_dir("bench") / f"prefix_search_charlm_hard-{key}.json"
     if path.exists():
         hard = [Problem.from_dict(d) for d in json.loads(path.read_text())["problems"]]
-    else:  # exactly the demo's make_hard (agents/demo.py:build_testbed)
+    else:  # the demo's hard split (agents/demo_testbed.py:build_testbed)
         cands = arithmetic.generate(cfg.n_candidates, cfg.hard_levels, split="train", seed=0,
                                     max_value=cfg.pretrain.max_value)
-        with torch.no_grad():
-            hard, _ = screen_hard(base, cands, k=cfg.screen_k, seed=1, max_new_tokens=mnt,
-                                  desc="hard split")
+        split = measure_hard_split(base, cands, path.with_suffix(".split.jsonl"), dataset=f"bench-{key}",
+                                   k=cfg.screen_k, chunk=cfg.screen_chunk, seed=1, max_new_tokens=mnt)
+        hard = [p for p in cands if p.id in set(split.hard_ids)]
         atomic_write_json(path, {"key": key, "problems": [p.to_dict() for p in hard]})
     problems = hard[args.offset : args.offset + args.problems]
 

@@ -4,8 +4,11 @@ POPE defines "hard" by measurement: a problem is hard for a policy when none of 
 unguided samples is correct. :func:`run_hard_split` measures every problem of a dataset with
 the same seeded sampler as the prefix search (:class:`~pope_env.prefix_search.PrefixProbe`
 at roll-in state ``i = 0``), stopping a problem at its first success (it is then not hard),
-and appends one line per problem to a split file, so a crash loses at most the problem in
-flight and a re-run skips finished problems.
+and appends one line per problem to a split file, so a crash loses at most the problems in
+flight and a re-run skips finished problems. With ``batch_size=N`` it keeps ``N`` problems
+in flight and draws their chunks in lockstep rounds (one batched call per round with a
+policy that has ``generate_seeded``; :mod:`pope_env.lockstep`); the file is the same as with
+``batch_size=1``.
 
 Split file (JSONL), accepted by ``POPE-Math-Hard-v0`` / ``-Guided-v0`` (``split_file=``)
 and by ``pope-env prefix-search --split``::

@@ -23,6 +23,18 @@ whether they stop a measurement at its first success (early stopping), which cha
 rollouts spent but not the success verdict. A success in any chunk proves a state
 solvable; a state is a failure only once all ``k`` samples failed.
 
+Batching. A chunk is one ``generate_seeded(prompts, n, sampling, seeds)`` call per chunk
+size when the policy has that optional capability (:class:`~pope_env.agents.policy.Policy`:
+each prompt drawn from its own seeded stream, so a prompt's samples do not depend on the
+other prompts of the call), else one ``generate([prompt], n)`` call with the chunk's seed.
+:meth:`PrefixProbe.measure_many` draws the next chunk of many (problem, state) requests in
+one round, and ``run_prefix_search(..., batch_size=N)`` / ``run_hard_split(...,
+batch_size=N)`` keep ``N`` problems in flight, each problem's strategy in a worker thread
+whose measurements wait for the next round (:mod:`pope_env.lockstep`). Because the seeds do
+not depend on the order of work, the files, records and evidence are those of
+``batch_size=1``; a policy fast only in large batches (a char model on a CPU, vLLM) gains
+the batch.
+
 Strategies (:data:`STRATEGIES`). What each returns, exactly:
 
 * ``linear`` (the reference and the default): measure ``i = 1, 2, ...``, each until its

@@ -12,7 +12,6 @@ from pope_env.agents.charlm import EOS, CharLMConfig, CharTokenizer, make_policy
 from pope_env.agents.demo import PAPER_METHODS, DemoConfig, arithmetic_reward, get_preset
 from pope_env.agents.demo_report import _verdict, bootstrap_diff, mean_se
 from pope_env.agents.demo_runs import RunSpec
-from pope_env.agents.demo_testbed import istar_from_scan, screen_hard
 from pope_env.agents.grpo import TokenLogprobs
 from pope_env.agents.policy import Policy, SamplingParams
 from pope_env.agents.pretrain import (
@@ -149,52 +148,71 @@ def test_revisit_traces_recheck_the_last_given_line():
     assert PretrainConfig(revisit=True).digest() != PretrainConfig().digest()
 
 
-class _SolvesSome:
-    """Policy double for the screening logic: writes the oracle solution for the chosen
-    expressions on every ``every``-th sample, else a wrong answer."""
-
-    def __init__(self, solvable: dict[str, int]) -> None:
-        self.solvable, self.calls, self.seen = solvable, [], {}
-
-    def generate(self, prompts, *, n=1, sampling=SamplingParams()):
-        from pope_env.agents.policy import Generation
-
-        self.calls.append((len(prompts), n))
-        out = []
-        for prompt in prompts:
-            expr = prompt.strip().split("\n")[0]
-            p = arithmetic.make_problem(*_parse(expr))
-            every, seen = self.solvable.get(expr), self.seen.get(expr, 0)
-            self.seen[expr] = seen + n
-            out.append([Generation(text=p.solution if every and (seen + i + 1) % every == 0 else "\\boxed{-1}",
-                                   token_ids=[], logprobs=[], finish_reason="stop") for i in range(n)])
-        return out
-
-
-def _parse(expr):
-    import re
-
-    head = re.match(r"\d+", expr)
-    return int(head.group()), [(op, int(x)) for op, x in re.findall(r"([+\-*])(\d+)", expr[head.end():])]
+def test_generate_seeded_gives_each_prompt_its_own_stream():
+    policy = make_policy(TINY, seed=0)
+    sp = SamplingParams(max_new_tokens=20)
+    prompts = ["12+3\n", "4*5-6+7\n21+7\n", "9\n"]
+    together = policy.generate_seeded(prompts, n=3, sampling=sp, seeds=[5, 6, 7])
+    alone = [policy.generate_seeded([p], n=3, sampling=replace(sp, seed=99), seeds=[s])[0]
+             for p, s in zip(prompts, [5, 6, 7])]
+    assert [[g.text for g in grp] for grp in together] == [[g.text for g in grp] for grp in alone]
+    assert [g.token_ids for g in together[1]] == [g.token_ids for g in alone[1]]
+    assert together[0] != policy.generate_seeded(prompts[:1], n=3, sampling=sp, seeds=[8])[0]
+    assert len({g.text for g in together[0]}) > 1  # the n samples of a prompt differ
+    policy.batch_size = 4  # a prompt's rows split across decode batches: still the same draws
+    split = policy.generate_seeded(prompts, n=3, sampling=sp, seeds=[5, 6, 7])
+    assert [[g.token_ids for g in grp] for grp in split] == [[g.token_ids for g in grp] for grp in together]
+    flat = [g for grp in together for g in grp]
+    tl = policy.token_logprobs([g.prompt_ids for g in flat], [g.token_ids for g in flat])
+    for row, g in enumerate(flat):
+        assert torch.allclose(tl.logprobs[row, : len(g.token_ids)], torch.tensor(g.logprobs), atol=1e-4)
+    with pytest.raises(ConfigError, match="one seed per prompt"):
+        policy.generate_seeded(prompts, n=1, sampling=sp, seeds=[1])
 
 
-def test_screening_keeps_exactly_the_pass_at_k_zero_problems_and_stops_early():
-    cands = arithmetic.generate(6, 5, split="train", seed=3)
-    exprs = [p.meta["expression"] for p in cands]
-    # solved on the 1st sample, on the 20th (second round), on the 64th (last round only)
-    policy = _SolvesSome({exprs[0]: 1, exprs[1]: 20, exprs[2]: 64})
-    hard, counts = screen_hard(policy, cands, k=64, seed=0, max_new_tokens=50, chunk=16)
-    assert [p.id for p in hard] == [p.id for p in cands[3:]]
-    assert counts[:3] == [16, 1, 1] and counts[3:] == [0, 0, 0]
-    # rounds of 16 samples: 6 candidates, then 5 (one solved), 4 (another solved), 4
-    assert [c[0] for c in policy.calls] == [6, 5, 4, 4] and all(c[1] == 16 for c in policy.calls)
-    policy = _SolvesSome({exprs[2]: 64})
-    hard, _ = screen_hard(policy, cands, k=63, seed=0, max_new_tokens=50, chunk=16)
-    assert cands[2] in hard  # its one success lies beyond k
+def test_generate_seeded_gives_each_row_its_own_token_budget():
+    policy = make_policy(TINY, seed=0)
+    long = "1+" * 40 + "1\n"  # 82 characters + BOS: room for 13 of the 20 tokens asked for
+    short, cut = policy.generate_seeded(["1\n", long], n=1, sampling=SamplingParams(max_new_tokens=20), seeds=[1, 2])
+    assert len(cut[0].token_ids) <= TINY.max_len - len(long) - 1
+    alone = policy.generate_seeded(["1\n"], n=1, sampling=SamplingParams(max_new_tokens=20), seeds=[1])[0]
+    assert [g.token_ids for g in short] == [g.token_ids for g in alone]
 
 
-def test_istar_is_the_smallest_prefix_with_a_success():
-    assert istar_from_scan({"a": [0, 0, 3, 0, 8], "b": [1, 0, 0], "c": [0, 0, 0]}) == {"a": 3, "b": 1}
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_testbed_measures_with_the_library_search(tmp_path):
+    from pope_env.agents.demo_testbed import guided_curve, measure_hard_split
+    from pope_env.hard_split import load_split
+    from pope_env.prefix_search import PrefixProbe, run_prefix_search
+
+    policy = make_policy(TINY, seed=0)
+    chains = arithmetic.generate(12, 5, seed=2, max_value=9)
+    split = measure_hard_split(policy, chains, tmp_path / "split.jsonl", dataset="demo-test", k=8, chunk=4, seed=1,
+                               max_new_tokens=12)
+    assert load_split(tmp_path / "split.jsonl", dataset="demo-test").records == split.records
+    assert split.header.prompt_format == "custom:pope_env.agents.pretrain.render_guided_prompt"
+    assert render_guided_prompt(chains[0], 0) == render_prompt(chains[0])
+    # another setting remakes the file instead of refusing it
+    again = measure_hard_split(policy, chains, tmp_path / "split.jsonl", dataset="demo-test", k=4, chunk=4, seed=1,
+                               max_new_tokens=12)
+    assert again.header.k == 4 and len(again.records) == len(chains)
+
+    def writes_a_seven(completions, problem):  # a verdict the untrained model meets now and then
+        return ["7" in c for c in completions]
+
+    sampling = SamplingParams(max_new_tokens=12)
+    guidance = run_prefix_search(chains, policy, dataset="demo-test", out=tmp_path / "g.jsonl", k=4, chunk_size=4,
+                                 seed=2, scorer=writes_a_seven, sampling=sampling, prompt_format=render_guided_prompt,
+                                 progress=False, batch_size=12)
+    curve = guided_curve(policy, chains, guidance, samples=4, seed=2, max_new_tokens=12, scorer=writes_a_seven)
+    probe = PrefixProbe(policy, writes_a_seven, k=4, seed=2, chunk_size=4, sampling=sampling,
+                        prompt_format=render_guided_prompt)
+    for p in chains:
+        full = [probe.measure(p, i, early_stop=False).successes for i in range(1, len(curve[p.id]) + 1)]
+        assert curve[p.id] == full  # states reused from the search's evidence are the same random events
+        first = next((i for i, c in enumerate(full, start=1) if c), None)
+        assert guidance[p.id].i_star == first  # linear: the first prefix with a success
+    assert any(curve.values())
 
 
 def test_run_names_round_trip():
@@ -292,8 +310,14 @@ def test_quick_demo_runs_end_to_end_reports_and_resumes(tmp_cache, tmp_path, cap
     claim = next(c for c in summary["claims"] if c["claim"] == "POPE expands the solvable set")
     assert claim["detail"]["lo"] <= claim["detail"]["diff"] <= claim["detail"]["hi"]
     # The hard split is measured: the base never solved these in screen_k samples.
-    hard = [json.loads(line) for line in (out / "testbed" / "plain" / "hard_split.jsonl").read_text().splitlines()[1:]]
-    assert hard and all(h["level"] >= cfg.hard_levels[0] for h in hard)
+    from pope_env.guidance_file import load_guidance
+    from pope_env.hard_split import load_split
+
+    split = load_split(out / "testbed" / "plain" / "hard_split.jsonl")
+    assert len(split.records) == cfg.n_candidates and len(split.hard_ids) == regime["hard_pass0"]
+    assert all(r.samples == cfg.screen_k for r in split.records.values() if r.hard)
+    guidance = load_guidance(out / "testbed" / "plain" / "guidance.jsonl")
+    assert set(guidance.records) == set(split.hard_ids) and guidance.header.strategy == "linear"
 
     # A run whose process dies is reported by name; the others are kept.
     specs = [RunSpec("grpo", "plain", 0), RunSpec("pope", "nonexistent-variant", 0)]

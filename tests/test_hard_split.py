@@ -10,7 +10,7 @@ import pytest
 
 from arith_policy import ArithmeticSolverPolicy, math_verify_scorer
 from pope_env.datasets import arithmetic
-from pope_env.errors import GuidanceFileError
+from pope_env.errors import ConfigError, GuidanceFileError
 from pope_env.hard_split import load_split, run_hard_split
 from pope_env.prefix_search import PrefixProbe, run_prefix_search
 
@@ -99,3 +99,49 @@ def test_split_and_guidance_headers_are_one_header_class_and_the_format_has_its_
         ["k: file has 8, asked for 4"]
     for name in ("GuidanceRecord", "GuidanceHeader", "GuidanceFile", "Measurement", "load_guidance"):
         assert getattr(prefix_search, name) is getattr(guidance_file, name)
+
+
+def test_batched_split_writes_the_same_file_and_resumes(tmp_path):
+    split(tmp_path / "ref.jsonl")
+    batched = split(tmp_path / "batched.jsonl", batch_size=7)
+    assert (tmp_path / "batched.jsonl").read_text() == (tmp_path / "ref.jsonl").read_text()
+    assert list(batched.records) == [p.id for p in PROBLEMS]
+    out = tmp_path / "interrupted.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        split(out, Interrupted(0.45), batch_size=7)
+    assert 0 < len(load_split(out).records) < len(PROBLEMS)
+    split(out, batch_size=7)
+    assert out.read_text() == (tmp_path / "ref.jsonl").read_text()
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1"):
+        split(tmp_path / "bad.jsonl", batch_size=0)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_batched_split_with_a_char_model_samples_all_problems_together(tmp_path):
+    from pope_env.agents.charlm import CharLMConfig, CharLMPolicy, make_policy
+    from pope_env.agents.policy import SamplingParams
+    from pope_env.agents.pretrain import render_guided_prompt
+
+    class Counting(CharLMPolicy):
+        seeded_calls = 0
+
+        def generate_seeded(self, prompts, **kw):
+            self.seeded_calls += 1
+            return super().generate_seeded(prompts, **kw)
+
+    def writes_a_seven(completions, problem):  # a real verdict on the untrained model's text
+        return ["7" in c for c in completions]
+
+    chains = arithmetic.generate(16, (4, 6), seed=1, max_value=9)
+    files = {}
+    for batch_size in (1, 16):
+        policy = Counting(make_policy(CharLMConfig(d_model=32, n_layers=2, n_heads=2, max_len=96), seed=0).model)
+        out = tmp_path / f"split-{batch_size}.jsonl"
+        result = run_hard_split(chains, policy, dataset="chains", out=out, k=12, chunk_size=3, scorer=writes_a_seven,
+                                sampling=SamplingParams(max_new_tokens=6), prompt_format=render_guided_prompt,
+                                progress=False, batch_size=batch_size)
+        files[batch_size] = (out.read_text(), policy.seeded_calls, result)
+    assert files[1][0] == files[16][0]
+    assert 0 < len(files[1][2].hard_ids) < len(chains)
+    assert files[16][1] == 4  # one call per round: k / chunk_size rounds, all problems together
+    assert files[1][1] > 16

@@ -38,3 +38,17 @@ def make_sampling(args: argparse.Namespace) -> Any:
 
     return SamplingParams(temperature=args.temperature, top_p=args.top_p,
                           max_new_tokens=args.max_new_tokens)
+
+
+def add_batch_problems_argument(parser: argparse.ArgumentParser) -> None:
+    """``--batch-problems``: problems measured together (``batch_size`` of ``run_hard_split`` and
+    ``run_prefix_search``; the name ``--batch-size`` is the HF policy's forward batch)."""
+    import inspect
+
+    from pope_env.hard_split import run_hard_split
+
+    default = inspect.signature(run_hard_split).parameters["batch_size"].default
+    parser.add_argument("--batch-problems", type=int, default=default, metavar="N",
+                        help="problems in flight at once, their chunks drawn in one batched call per round "
+                             "when the policy has generate_seeded (the char model, vLLM); the output file is "
+                             f"the same for every N; not with --strategy anchored (default: {default})")

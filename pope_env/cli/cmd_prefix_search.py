@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pope_env.cli._sampling_args import add_sampling_arguments, make_policy, make_sampling
+from pope_env.cli._sampling_args import add_batch_problems_argument, add_sampling_arguments, make_policy, make_sampling
 
 NAME = "prefix-search"
 HELP = "find i*(x) per problem and write a guidance file"
@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="skip problems that cannot be guided (no or one-step solutions) "
                           "instead of refusing the run")
     add_sampling_arguments(parser)
+    add_batch_problems_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         problems, make_policy(args), dataset=dataset, out=args.out, k=args.k,
         strategy=args.strategy, seed=args.seed, sampling=make_sampling(args),
         chunk_size=args.chunk_size, prompt_format=args.prompt_format,
-        skip_unusable=args.skip_unusable, progress=not args.no_progress,
+        skip_unusable=args.skip_unusable, progress=not args.no_progress, batch_size=args.batch_problems,
     )
     records = list(result.records.values())
     found = [r for r in records if not r.fallback]
