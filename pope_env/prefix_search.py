@@ -222,9 +222,9 @@ class PrefixProbe:
     policy's measurements change if it gains or loses the capability.)
 
     Progress is kept per problem, so several problems can be in flight at once: every
-    installment is recorded in that problem's :meth:`log_of` and in :attr:`log` (all
-    problems, in the order the installments ended); :meth:`forget` drops one problem's
-    progress, :meth:`reset` everything.
+    installment is recorded in that problem's :meth:`log_of`; :attr:`log` joins the logs of
+    the problems not forgotten. :meth:`forget` drops one problem's progress and log (the
+    search does so when a problem is done), :meth:`reset` everything.
 
     Args:
         policy: Anything with the :class:`~pope_env.agents.policy.Policy` ``generate``.
@@ -267,7 +267,6 @@ class PrefixProbe:
         self.policy, self._scorer = policy, scorer
         self.k, self.seed, self.chunk_size = k, seed, chunk
         self.sampling, self.config, self.prompt_format = sampling, config, prompt_format
-        self.log: list[Measurement] = []
         self._problems: dict[str, _ProblemProgress] = {}
 
     def header_fields(self) -> dict[str, Any]:
@@ -291,17 +290,22 @@ class PrefixProbe:
         return math.ceil(self.k / self.chunk_size)
 
     @property
+    def log(self) -> list[Measurement]:
+        """Every installment of the problems not forgotten, problem by problem (in the order
+        they were first measured), each problem's in order."""
+        return [m for progress in list(self._problems.values()) for m in progress.log]
+
+    @property
     def rollouts(self) -> int:
-        """Samples drawn since the last :meth:`reset`."""
+        """Samples in :attr:`log`."""
         return sum(m.samples for m in self.log)
 
     def reset(self) -> None:
-        """Forget every problem's progress and clear the log."""
-        self.log = []
+        """Forget every problem's progress and log."""
         self._problems = {}
 
     def forget(self, problem: Problem) -> None:
-        """Forget one problem's progress and its :meth:`log_of` (:attr:`log` keeps them)."""
+        """Forget one problem's progress and its :meth:`log_of`."""
         self._problems.pop(problem.id, None)
 
     def log_of(self, problem: Problem) -> list[Measurement]:
@@ -436,7 +440,6 @@ class PrefixProbe:
         if x.samples:
             m = Measurement(request.prefix_len, x.successes, x.samples)
             self._problems.setdefault(request.problem.id, _ProblemProgress()).log.append(m)
-            self.log.append(m)
         return self.known(request.problem, request.prefix_len)
 
 
