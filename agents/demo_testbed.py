@@ -14,7 +14,7 @@ it (a re-run reuses it; a killed run redoes at most the phase in progress):
    :func:`pope_env.hard_split.run_hard_split` into the split file ``hard_split.jsonl``. The
    held-out evaluation set is screened the same way from the test split with another seed
    (``eval_split.jsonl``).
-4. **i\***: :func:`pope_env.prefix_search.run_prefix_search` with the ``linear`` strategy
+4. **i\\***: :func:`pope_env.prefix_search.run_prefix_search` with the ``linear`` strategy
    (the paper's definition: the smallest ``i`` with a success in ``istar_samples`` samples)
    into the guidance file ``guidance.jsonl``. Problems with no working prefix are dropped
    from training.
