@@ -145,3 +145,13 @@ def test_batched_split_with_a_char_model_samples_all_problems_together(tmp_path)
     assert 0 < len(files[1][2].hard_ids) < len(chains)
     assert files[16][1] == 4  # one call per round: k / chunk_size rounds, all problems together
     assert files[1][1] > 16
+
+
+def test_the_commands_take_the_batch_size_as_batch_problems():
+    from pope_env.cli import build_parser
+
+    parser = build_parser()
+    for command in (["hard-split", "--dataset", "d"], ["prefix-search", "--split", "s.jsonl"]):
+        args = parser.parse_args([*command, "--out", "o.jsonl", "--batch-problems", "16"])
+        assert args.batch_problems == 16 and args.batch_size == 32  # --batch-size stays the HF forward batch
+        assert parser.parse_args([*command, "--out", "o.jsonl"]).batch_problems == 1  # run_*'s default
