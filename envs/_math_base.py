@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
-from pope_env.errors import ConfigError
+from pope_env.errors import ConfigError, check_keywords
 from pope_env.guidance import GuidanceConfig
 from pope_env.problem import Problem
 from pope_env.rewards.math import MathVerifier, default_verifier
@@ -101,12 +101,7 @@ class MathEnvBase(gym.Env[str, str]):
         render_mode: str | None = None,
         **rollin: Unpack[RollInOptions],
     ) -> None:
-        unknown = sorted(set(rollin) - set(RollInOptions.__annotations__))
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__}() got unexpected keyword argument(s) {unknown}; the roll-in "
-                f"keywords are {sorted(RollInOptions.__annotations__)}"
-            )
+        check_keywords(type(self).__name__, rollin, MathEnvOptions)
         guided_ratio = rollin.get("guided_ratio", 0.5)
         if not 0.0 <= guided_ratio <= 1.0:
             raise ConfigError(f"guided_ratio must be in [0, 1], got {guided_ratio}")

@@ -6,6 +6,8 @@ problem and says how to fix it. Catch ``PopeEnvError`` to handle all of them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class PopeEnvError(Exception):
     """Base class of every error pope-env raises on bad input or bad state."""
@@ -36,6 +38,23 @@ class GuidanceFileError(DataFormatError):
 
 class EnvStateError(PopeEnvError, RuntimeError):
     """An env method was called in the wrong state (e.g. ``step`` before ``reset``)."""
+
+
+def check_keywords(owner: str, given: Iterable[str], allowed: type) -> None:
+    """Refuse keywords that the ``TypedDict`` ``allowed`` does not declare, as Python refuses
+    an unknown keyword argument.
+
+    For functions that take a group of keywords as ``**options: Unpack[SomeOptions]`` and
+    pass them on: the error names ``owner`` (what the user called) and the known keywords.
+
+    Raises:
+        TypeError: an unknown keyword.
+    """
+    known = set(allowed.__annotations__)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise TypeError(f"{owner}() got unexpected keyword argument(s) {unknown}; "
+                        f"it takes {', '.join(sorted(known))}")
 
 
 def check_can_step(started: bool, ended: bool) -> None:

@@ -26,19 +26,20 @@ resume log and as a record of the base policy's pass@k on the dataset.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pope_env.errors import GuidanceFileError
-from pope_env.guidance import DEFAULT_CONFIG, GuidanceConfig
 from pope_env.guidance_file import Measurement, SampledFileHeader
 from pope_env.io import HeadedFile, JsonlAppender, PathLike, read_headed_jsonl
-from pope_env.prefix_search import PrefixProbe, Scorer, open_measured_file
+from pope_env.prefix_search import PrefixProbe, ProbeSettings, open_measured_file
 from pope_env.problem import Problem
 
 if TYPE_CHECKING:
-    from pope_env.agents.policy import Policy, Prompt, SamplingParams
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
+    from pope_env.agents.policy import Policy
 
 SPLIT_KIND = "pope-hard-split"
 SPLIT_VERSION = 1
@@ -111,20 +112,16 @@ def run_hard_split(
     *,
     dataset: str,
     out: PathLike,
-    k: int = 8,
-    seed: int = 0,
-    scorer: Scorer | None = None,
-    sampling: "SamplingParams | None" = None,
-    chunk_size: int | None = None,
-    config: GuidanceConfig = DEFAULT_CONFIG,
-    prompt_format: "str | Callable[[Problem, int], Prompt]" = "chat",
     progress: bool = True,
     batch_size: int = 1,
+    **probe_settings: Unpack[ProbeSettings],
 ) -> HardSplit:
     """Measure unguided pass@k of every problem and write the split file ``out`` (resumable).
 
-    Arguments are those of :func:`pope_env.prefix_search.run_prefix_search`; a problem is
-    sampled in chunks and stops at its first success. ``batch_size`` (default 1: one problem
+    Arguments are those of :func:`pope_env.prefix_search.run_prefix_search` (``k`` samples
+    per problem, default 8; ``seed``, ``scorer``, ``sampling``, ``chunk_size``, ``config``
+    and ``prompt_format`` as :class:`~pope_env.prefix_search.PrefixProbe` takes them); a
+    problem is sampled in chunks and stops at its first success. ``batch_size`` (default 1: one problem
     after the other) problems are measured in lockstep rounds, one chunk per problem still
     without a success per round, a problem leaving at its first success and the next one
     taking its place (:mod:`pope_env.lockstep`); with a policy that has ``generate_seeded``
@@ -135,14 +132,14 @@ def run_hard_split(
         GuidanceFileError: ``out`` exists with other settings (the mismatch is named).
         ConfigError: ``k < 1``, a bad ``chunk_size`` / ``prompt_format`` / ``batch_size``, or
             (batched) repeated problem ids.
+        TypeError: an unknown keyword.
     """
     from pope_env.lockstep import check_batch_size, run_in_lockstep
 
     check_batch_size(batch_size)
     path = Path(out)
-    probe, done = open_measured_file(
-        path, policy, scorer, lambda fields: SplitHeader(dataset=dataset, **fields), load_split, dataclasses.asdict,
-        k=k, seed=seed, chunk_size=chunk_size, sampling=sampling, config=config, prompt_format=prompt_format)
+    probe, done = open_measured_file(path, policy, lambda fields: SplitHeader(dataset=dataset, **fields), load_split,
+                                     dataclasses.asdict, probe_settings, owner="run_hard_split")
 
     from tqdm.auto import tqdm
 

@@ -34,7 +34,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
-from pope_env.errors import ConfigError
+from pope_env.errors import ConfigError, check_keywords
 from pope_env.problem import Problem
 from pope_env.reach import (
     DEFAULT_CONFIDENCE,
@@ -201,10 +201,7 @@ def check_own_state_options(options: Mapping[str, Any], *, owner: str = "own_sta
         TypeError: an unknown keyword (named, with the known ones).
         ConfigError: a setting out of range, as :func:`own_state_overlap` would raise it.
     """
-    unknown = sorted(set(options) - set(OwnStateOptions.__annotations__))
-    if unknown:
-        raise TypeError(f"{owner}() got unexpected keyword argument(s) {unknown}; "
-                        f"the measurement keywords are {sorted(OwnStateOptions.__annotations__)}")
+    check_keywords(owner, options, OwnStateOptions)
     defaults = {name: param.default for name, param in inspect.signature(own_state_overlap).parameters.items()}
     _check_settings(**{name: options.get(name, defaults[name]) for name in
                        ("k", "states_per_problem", "batch_size", "threshold", "confidence", "criterion")})

@@ -98,9 +98,9 @@ import random
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from pope_env.errors import ConfigError, DataFormatError
+from pope_env.errors import ConfigError, DataFormatError, check_keywords
 from pope_env.guidance import (
     DEFAULT_CONFIG,
     GuidanceConfig,
@@ -132,6 +132,8 @@ from pope_env.search_strategies import (  # noqa: F401  (re-exported: the strate
 from pope_env.problem import Problem
 
 if TYPE_CHECKING:  # typing only: the core never imports pope_env.agents at run time
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
     from pope_env.agents.policy import Policy, Prompt, SamplingParams
 
 Scorer = Callable[[Sequence[str], Problem], list[bool]]
@@ -202,6 +204,21 @@ class MeasureRequest:
             raise ConfigError(f"max_chunks must be an integer >= 1 or None, got {m!r}")
 
 
+class ProbeSettings(TypedDict, total=False):
+    """The measurement keywords of :class:`PrefixProbe` (``scorer``, ``k``, ``seed``,
+    ``chunk_size``, ``sampling``, ``config``, ``prompt_format``; each optional, defaults and
+    meaning there), which :func:`run_prefix_search` and
+    :func:`~pope_env.hard_split.run_hard_split` pass on to the probe they measure with."""
+
+    scorer: Scorer | None
+    k: int
+    seed: int
+    chunk_size: int | None
+    sampling: "SamplingParams | None"
+    config: GuidanceConfig
+    prompt_format: "str | Callable[[Problem, int], Prompt]"
+
+
 class PrefixProbe:
     """Measures whether a policy solves a problem from roll-in state ``i`` in ``k`` samples.
 
@@ -231,8 +248,8 @@ class PrefixProbe:
         scorer: Verdicts for one problem's completions; ``None``: :func:`default_scorer`,
             created on the first measurement (so a run with nothing left to do starts no
             verifier workers).
-        k: Samples per state (``>= 1``).
-        seed: Root seed.
+        k: Samples per state (``>= 1``; default 8).
+        seed: Root seed (a search also seeds its fallback segments with it).
         chunk_size: Samples per chunk (``1..k``); default ``max(1, k // 4)``.
         sampling: Temperature, top-p and token budget; its ``seed`` is replaced per chunk.
         config: Prompt wording (for the ``"chat"`` and ``"text"`` formats).
@@ -245,9 +262,9 @@ class PrefixProbe:
     def __init__(
         self,
         policy: "Policy",
-        scorer: Scorer | None,
+        scorer: Scorer | None = None,
         *,
-        k: int,
+        k: int = 8,
         seed: int = 0,
         chunk_size: int | None = None,
         sampling: "SamplingParams | None" = None,
@@ -547,16 +564,18 @@ def unusable_problems(problems: Iterable[Problem]) -> dict[str, str]:
 
 
 def open_measured_file(
-    out: PathLike, policy: "Policy", scorer: Scorer | None, make_header: Callable[[dict[str, Any]], FileHeader],
-    load: Callable[[Path], Any], record_json: Callable[[Any], Any], **probe_settings: Any,
+    out: PathLike, policy: "Policy", make_header: Callable[[dict[str, Any]], FileHeader],
+    load: Callable[[Path], Any], record_json: Callable[[Any], Any], settings: ProbeSettings, *, owner: str,
 ) -> tuple[PrefixProbe, dict[str, Any]]:
     """The probe a run measures with and the run's file ``out``, created or resumed.
 
-    The probe is ``PrefixProbe(policy, scorer, **probe_settings)``; the file's header is
+    The probe is ``PrefixProbe(policy, **settings)`` (``settings`` checked first: an unknown
+    keyword is a :class:`TypeError` naming ``owner``); the file's header is
     ``make_header(probe.header_fields())``. Returns the probe and the finished records of an
     existing file (see :func:`pope_env.io.open_for_resume`).
     """
-    probe = PrefixProbe(policy, scorer, **probe_settings)
+    check_keywords(owner, settings, ProbeSettings)
+    probe = PrefixProbe(policy, **settings)
     return probe, open_for_resume(Path(out), make_header(probe.header_fields()), load, record_json)
 
 
@@ -566,17 +585,11 @@ def run_prefix_search(
     *,
     dataset: str,
     out: PathLike,
-    k: int = 8,
     strategy: "str | SearchStrategy" = "linear",
-    seed: int = 0,
-    scorer: Scorer | None = None,
-    sampling: "SamplingParams | None" = None,
-    chunk_size: int | None = None,
-    config: GuidanceConfig = DEFAULT_CONFIG,
-    prompt_format: "str | Callable[[Problem, int], Prompt]" = "chat",
     skip_unusable: bool = False,
     progress: bool = True,
     batch_size: int = 1,
+    **probe_settings: Unpack[ProbeSettings],
 ) -> GuidanceFile:
     """Find i* for every problem and write the guidance file ``out`` (resumable).
 
@@ -586,18 +599,10 @@ def run_prefix_search(
         dataset: Dataset name recorded in the header and checked on resume and load.
         out: Guidance file; if it exists with the same settings, finished problems are
             skipped; corrupted lines are reported by number, dropped, and redone.
-        k: Samples per measured state.
         strategy: A name in :data:`STRATEGIES` (default ``linear``, the paper's i*; the
             others return a verified local minimum, see the module docstring), or a
             :class:`SearchStrategy` (a variant with other parameters, say); the header
             records its name.
-        seed: Root seed of all sampling and of the fallback segments.
-        scorer: Verdicts per completion; default :func:`default_scorer` (math-verify).
-        sampling: Sampling settings (default: temperature 1, the policy contract's defaults).
-        chunk_size: Samples per generate call, see :class:`PrefixProbe`.
-        config: Prompt wording.
-        prompt_format: ``"chat"``, ``"text"`` or a callable ``(problem, prefix_len) ->
-            prompt`` (recorded in the header as ``"custom:<module>.<name>"``).
         skip_unusable: Skip (with a warning) problems that cannot be guided instead of
             refusing the whole run.
         progress: Show a tqdm progress bar.
@@ -611,6 +616,14 @@ def run_prefix_search(
             is seeded by problem, state and index); records are appended in list order, so
             a crash loses at most the problems in flight. Not with a strategy that learns
             from earlier problems (``anchored``): it needs them finished first.
+        **probe_settings: How each state is measured (:class:`ProbeSettings`, defaults as
+            :class:`PrefixProbe`'s): ``k`` samples per state (8), ``seed`` (0; the root of
+            all sampling and of the fallback segments), ``scorer`` (default
+            :func:`default_scorer`, math-verify), ``sampling`` (default temperature 1, the
+            policy contract's), ``chunk_size`` (samples per generate call), ``config``
+            (prompt wording) and ``prompt_format`` (``"chat"``, ``"text"`` or a callable
+            ``(problem, prefix_len) -> prompt``, recorded in the header as
+            ``"custom:<module>.<name>"``).
 
     Returns:
         The guidance file as loaded after the run.
@@ -621,6 +634,7 @@ def run_prefix_search(
         ConfigError: ``k < 1``, a bad ``chunk_size`` / ``prompt_format`` / ``batch_size``,
             ``batch_size > 1`` with a strategy that uses history, or (batched) repeated
             problem ids.
+        TypeError: an unknown keyword.
     """
     from pope_env.lockstep import check_batch_size, run_in_lockstep
 
@@ -642,12 +656,13 @@ def run_prefix_search(
     for pid in bad:
         warnings.warn(f"skipping problem {pid!r}: it cannot be guided", stacklevel=2)
     todo = [p for p in problems if p.id not in bad]
-    instruction_sha = hashlib.sha256(config.instruction.encode()).hexdigest()[:12]
+    instruction = probe_settings.get("config", DEFAULT_CONFIG).instruction
+    instruction_sha = hashlib.sha256(instruction.encode()).hexdigest()[:12]
     probe, done = open_measured_file(
-        out, policy, scorer,
+        out, policy,
         lambda fields: GuidanceHeader(dataset=dataset, strategy=search.name, **fields, instruction_sha=instruction_sha),
-        load_guidance, GuidanceRecord.to_json,
-        k=k, seed=seed, chunk_size=chunk_size, sampling=sampling, config=config, prompt_format=prompt_format)
+        load_guidance, GuidanceRecord.to_json, probe_settings, owner="run_prefix_search")
+    seed = probe.seed
 
     from tqdm.auto import tqdm
 

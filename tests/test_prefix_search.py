@@ -605,3 +605,14 @@ def test_measure_many_equals_measuring_one_at_a_time():
     assert sum(m.successes for m in got) > 0 and any(m.samples == 6 for m in got)
     with pytest.raises(ConfigError, match="same \\(problem id, state\\) twice"):
         batched.measure_many([requests[0], requests[0]])
+
+
+def test_an_unknown_measurement_keyword_is_refused_naming_the_function(tmp_path):
+    from pope_env.hard_split import run_hard_split
+
+    with pytest.raises(TypeError, match=r"run_prefix_search\(\) got unexpected keyword argument\(s\) \['samples'\]"):
+        run_prefix_search(PROBLEMS[:2], ArithmeticSolverPolicy(0.0), dataset="arith-test", out=tmp_path / "g.jsonl",
+                          samples=4)
+    with pytest.raises(TypeError, match=r"run_hard_split\(\).*\['kk'\]; it takes chunk_size, config, k,"):
+        run_hard_split(PROBLEMS[:2], ArithmeticSolverPolicy(0.0), dataset="arith-test", out=tmp_path / "s.jsonl", kk=4)
+    assert not (tmp_path / "g.jsonl").exists() and not (tmp_path / "s.jsonl").exists()
