@@ -51,6 +51,10 @@ class PipelineConfig:
         strategy: Prefix-search strategy (``linear``: the paper's i*, the shortest prefix with a success).
         k: Samples per problem (hard split) and per state (prefix search).
         chunk_size: Samples per generate call in both (``None``: ``max(1, k // 4)``).
+        batch_problems: Problems measured together in both (``batch_size`` of
+            :func:`~pope_env.hard_split.run_hard_split` and
+            :func:`~pope_env.prefix_search.run_prefix_search`): one batched call per round
+            with a sampler that has ``generate_seeded`` (vLLM); the files are the same for any value.
         prompt_format: ``"chat"`` messages or plain ``"text"`` prompts.
         eval_problems: Hard problems evaluated (unguided pass@k).
         sft_steps: SFT steps of ``sft-oracle`` (``None``: the method's own, 50).
@@ -72,6 +76,7 @@ class PipelineConfig:
     strategy: str = "linear"
     k: int = 8
     chunk_size: int | None = None
+    batch_problems: int = 1
     prompt_format: str = "chat"
     eval_problems: int = 64
     sft_steps: int | None = None
@@ -90,6 +95,12 @@ class PipelineConfig:
             get_method(name)  # UnknownNameError lists the known ones
         if self.reach_problems < 0 or self.reach_k < 1 or self.reach_states < 1:
             raise ConfigError("reach_problems must be >= 0, reach_k and reach_states >= 1")
+        from pope_env.lockstep import check_batch_size
+        from pope_env.search_strategies import get_strategy
+
+        if check_batch_size(self.batch_problems) > 1 and get_strategy(self.strategy).uses_history:
+            raise ConfigError(f"strategy {self.strategy!r} searches one problem after the other; "
+                              "use batch_problems=1 (--batch-problems 1) or another strategy")
 
 
 @dataclass
@@ -158,7 +169,8 @@ def _hard_split(config: PipelineConfig, train: TrainConfig, problems: Sequence[A
         log(f"[1/3] hard split: pass@{config.k} of {len(problems)} problems -> {out / 'hard_split.jsonl'}")
         split = run_hard_split(problems, sampler, dataset=config.dataset, out=out / "hard_split.jsonl", k=config.k,
                                seed=train.seed, sampling=train.sampling, chunk_size=config.chunk_size,
-                               prompt_format=config.prompt_format, progress=train.progress)
+                               prompt_format=config.prompt_format, progress=train.progress,
+                               batch_size=config.batch_problems)
     hard = [by_id[pid] for pid in split.hard_ids if pid in by_id]
     easy = [by_id[pid] for pid, r in split.records.items() if not r.hard and pid in by_id]
     if not hard:
@@ -184,7 +196,8 @@ def _guidance(config: PipelineConfig, train: TrainConfig, hard: Sequence[Any], s
         guidance = run_prefix_search(list(hard), sampler, dataset=config.dataset, out=out / "guidance.jsonl",
                                      k=config.k, strategy=config.strategy, seed=train.seed, sampling=train.sampling,
                                      chunk_size=config.chunk_size, prompt_format=config.prompt_format,
-                                     skip_unusable=True, progress=train.progress)
+                                     skip_unusable=True, progress=train.progress,
+                                     batch_size=config.batch_problems)
     found = sum(1 for r in guidance.records.values() if not r.fallback)
     log(f"guidance: i* for {found} of {len(guidance.records)} problems (others: fallback segments)")
     return guidance_segments(guidance)

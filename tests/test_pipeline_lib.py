@@ -61,9 +61,9 @@ def test_cli_defaults_are_the_config_dataclasses_defaults():
         (g.lr, g.micro_batch_size, g.max_grad_norm, g.kl_beta)
     assert (tuple(args.method.split(",")), args.dataset, args.strategy, args.k, args.prompt_format,
             args.eval_problems, args.sft_steps, args.srl_steps, args.srl_sft_steps, args.min_group_std,
-            args.reach_problems, args.reach_k, args.reach_states) == \
+            args.reach_problems, args.reach_k, args.reach_states, args.batch_problems) == \
         (p.methods, p.dataset, p.strategy, p.k, p.prompt_format, p.eval_problems, p.sft_steps, p.srl_steps,
-         p.srl_sft_steps, p.min_group_std, p.reach_problems, p.reach_k, p.reach_states)
+         p.srl_sft_steps, p.min_group_std, p.reach_problems, p.reach_k, p.reach_states, p.batch_problems)
 
 
 def test_pipeline_config_is_checked():
@@ -73,6 +73,10 @@ def test_pipeline_config_is_checked():
         PipelineConfig(methods=())
     with pytest.raises(ConfigError, match="reach_k"):
         PipelineConfig(reach_k=0)
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1"):
+        PipelineConfig(batch_problems=0)
+    with pytest.raises(ConfigError, match="'anchored' searches one problem after the other"):
+        PipelineConfig(strategy="anchored", batch_problems=4)
 
 
 def test_the_config_modules_and_the_pipeline_import_no_torch():

@@ -304,7 +304,7 @@ def test_cli_runs_hard_split_prefix_search_and_two_methods_then_resumes(tmp_path
             "--limit", "4", "--k", "2", "--steps", "2", "--prompts-per-step", "2", "--group-size", "2",
             "--max-new-tokens", "6", "--prompt-format", "text", "--eval-every", "1", "--eval-k", "2",
             "--eval-problems", "2", "--save-every", "1", "--lr", "1e-3", "--no-progress", "--no-tensorboard",
-            "--reach-problems", "2", "--reach-k", "2", "--out", str(tmp_path)]
+            "--reach-problems", "2", "--reach-k", "2", "--batch-problems", "3", "--out", str(tmp_path)]
     first = _cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "hard set: 4 problems" in first.stdout and "pope " in first.stdout and "grpo " in first.stdout

@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="hard-split file to use instead of measuring one")
     parser.add_argument("--guidance", help="guidance file (i* per problem) to use instead of searching")
     option("--strategy", P, "strategy", "prefix-search strategy (linear: the paper's i*; see `pope-env prefix-search -h`)")
+    option("--batch-problems", P, "batch_problems", "problems measured together in the hard split and the prefix "
+           "search (one batched call per round with --rollout-engine vllm; same files for any value)")
     parser.add_argument("--out", default="runs/train", help="output folder; re-run to resume (default: runs/train)")
     option("--steps", T, "steps", "GRPO steps per method")
     option("--prompts-per-step", T, "prompts_per_step", "prompts (groups) per step")
@@ -102,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     pipeline = PipelineConfig(
         methods=tuple(name.strip() for name in args.method.split(",") if name.strip()),
         dataset=args.dataset, limit=args.limit, split_file=args.split, guidance_file=args.guidance,
-        strategy=args.strategy, k=args.k, chunk_size=args.chunk_size, prompt_format=args.prompt_format,
+        strategy=args.strategy, k=args.k, chunk_size=args.chunk_size, batch_problems=args.batch_problems,
+        prompt_format=args.prompt_format,
         eval_problems=args.eval_problems, sft_steps=args.sft_steps, srl_steps=args.srl_steps,
         srl_sft_steps=args.srl_sft_steps, min_group_std=args.min_group_std,
         rlvr_dynamic_sampling=not args.no_rlvr_dynamic_sampling,
