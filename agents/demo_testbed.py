@@ -56,7 +56,8 @@ from pope_env.guidance import prefix_cap
 from pope_env.guidance_file import GuidanceFile, Measurement, load_guidance
 from pope_env.hard_split import HardSplit, load_split, run_hard_split
 from pope_env.io import atomic_write_json
-from pope_env.prefix_search import MeasureRequest, PrefixProbe, Scorer, run_prefix_search
+from pope_env.prefix_search import run_prefix_search
+from pope_env.probe import MeasureRequest, PrefixProbe, Scorer
 from pope_env.problem import Problem
 from pope_env.rewards.math import extract_answer
 
@@ -127,7 +128,7 @@ def guided_curve(policy: CharLMPolicy, problems: Sequence[Problem], guidance: Gu
     Measured with the i* search's sampler (same seeds, one chunk of ``samples`` per state), so
     the states the search already measured are taken from its evidence (the same random
     events) and only the states above i* are sampled, all in one batched
-    :meth:`~pope_env.prefix_search.PrefixProbe.measure_many`."""
+    :meth:`~pope_env.probe.PrefixProbe.measure_many`."""
     settings = _probe_settings(policy, k=samples, seed=seed, chunk_size=samples, max_new_tokens=max_new_tokens)
     del settings["scorer"]
     probe = PrefixProbe(settings.pop("policy"), scorer, **settings)

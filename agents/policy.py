@@ -70,7 +70,7 @@ class Policy(Protocol):
     prompt ``j``'s ``n`` completions from its own random stream seeded ``seeds[j]``
     (``sampling.seed`` is ignored), so that what prompt ``j`` gets does not depend on the
     other prompts of the call. The i* search and the hard split
-    (:class:`pope_env.prefix_search.PrefixProbe`) then batch many problems' measurements into
+    (:class:`pope_env.probe.PrefixProbe`) then batch many problems' measurements into
     one call and still draw each measurement as the same random event it is alone. A policy
     without it keeps working: each measurement is then its own ``generate`` call with
     ``sampling.seed`` set. :class:`~pope_env.agents.charlm.CharLMPolicy` and

@@ -50,7 +50,6 @@ import hashlib
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +57,7 @@ from typing import Any
 
 import torch
 
+from pope_env.agents.accelerator import make_accelerator
 from pope_env.agents.checkpoint import CheckpointError, CheckpointStore, fingerprint_diff, model_fingerprint
 from pope_env.agents.evaluation import evaluate_passk, plot_passk
 from pope_env.agents.grpo import (
@@ -178,7 +178,7 @@ class Trainer:
         self.config = config
         self.output_dir = Path(output_dir)
         self.eval_items = list(eval_items)
-        self.accelerator = accelerator if accelerator is not None else _make_accelerator(config)
+        self.accelerator = accelerator if accelerator is not None else make_accelerator(config.mixed_precision)
         acc = self.accelerator
         if config.prompts_per_step % acc.num_processes:
             raise ConfigError(
@@ -567,39 +567,6 @@ def _reset_optimizer_state(optimizer: Any) -> None:
     ``accelerate``-wrapped optimiser too."""
     inner = getattr(optimizer, "optimizer", optimizer)
     inner.state.clear()
-
-
-def _make_accelerator(config: TrainConfig) -> Any:
-    """An ``Accelerator`` with the config's mixed precision.
-
-    ``accelerate`` keeps one process-wide state, and an ``Accelerator`` asking for another
-    mixed precision than the state's raises. In a single process whose state another trainer
-    left (TRL's ``GRPOTrainer`` run before ours in a notebook, say) that state is reset with a
-    warning, so the trainers can run one after another; under a multi-process launch the
-    launcher's state is kept and a conflicting setting is a :class:`ConfigError`.
-    """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
-
-    mp = config.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    if AcceleratorState._shared_state:  # initialised by an earlier Accelerator in this process
-        state = AcceleratorState()
-        if str(state.mixed_precision) != mp:
-            if state.num_processes > 1:
-                raise ConfigError(
-                    f"accelerate was launched with mixed_precision={state.mixed_precision!s}, but the "
-                    f"config asks for {mp!r}; set TrainConfig.mixed_precision (--mixed-precision) to match"
-                )
-            warnings.warn(
-                f"resetting accelerate's process-wide state (mixed_precision={state.mixed_precision!s}, "
-                f"left by an earlier trainer) for this trainer's mixed_precision={mp!r}", stacklevel=3,
-            )
-            # accelerate has no public reset; its own test suite resets the state this way.
-            AcceleratorState._reset_state(reset_partial_state=True)
-            GradientState._reset_state()
-    return Accelerator(mixed_precision=mp)
 
 
 def _unwrap(acc: Any, model: Any) -> torch.nn.Module:

@@ -170,7 +170,7 @@ def smollm2_setting(args: argparse.Namespace) -> Setting:
     from pope_env.datasets import load_dataset
     from pope_env.errors import DataFormatError
     from pope_env.guidance import check_guidable
-    from pope_env.prefix_search import default_scorer
+    from pope_env.probe import default_scorer
 
     def cap_of(p):
         try:

@@ -127,7 +127,7 @@ class GuidanceRecord:
 @dataclasses.dataclass(frozen=True)
 class SampledFileHeader(FileHeader):
     """The settings of a file measured by sampling a policy through a
-    :class:`~pope_env.prefix_search.PrefixProbe` (``PrefixProbe.header_fields``): the
+    :class:`~pope_env.probe.PrefixProbe` (``PrefixProbe.header_fields``): the
     hard-split file's (:class:`pope_env.hard_split.SplitHeader`) and the guidance file's."""
 
     dataset: str

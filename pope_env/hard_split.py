@@ -2,7 +2,7 @@
 
 POPE defines "hard" by measurement: a problem is hard for a policy when none of ``k``
 unguided samples is correct. :func:`run_hard_split` measures every problem of a dataset with
-the same seeded sampler as the prefix search (:class:`~pope_env.prefix_search.PrefixProbe`
+the same seeded sampler as the prefix search (:class:`~pope_env.probe.PrefixProbe`
 at roll-in state ``i = 0``), stopping a problem at its first success (it is then not hard),
 and appends one line per problem to a split file, so a crash loses at most the problems in
 flight and a re-run skips finished problems. With ``batch_size=N`` it keeps ``N`` problems
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pope_env.errors import GuidanceFileError
 from pope_env.guidance_file import Measurement, SampledFileHeader
 from pope_env.io import HeadedFile, JsonlAppender, PathLike, read_headed_jsonl
-from pope_env.prefix_search import PrefixProbe, ProbeSettings, open_measured_file
+from pope_env.probe import PrefixProbe, ProbeSettings, open_measured_file
 from pope_env.problem import Problem
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def run_hard_split(
 
     Arguments are those of :func:`pope_env.prefix_search.run_prefix_search` (``k`` samples
     per problem, default 8; ``seed``, ``scorer``, ``sampling``, ``chunk_size``, ``config``
-    and ``prompt_format`` as :class:`~pope_env.prefix_search.PrefixProbe` takes them); a
+    and ``prompt_format`` as :class:`~pope_env.probe.PrefixProbe` takes them); a
     problem is sampled in chunks and stops at its first success. ``batch_size`` (default 1: one problem
     after the other) problems are measured in lockstep rounds, one chunk per problem still
     without a success per round, a problem leaving at its first success and the next one

@@ -3,7 +3,7 @@
 A policy is often fast only in large batches (a char model on a CPU, vLLM on a GPU), while
 a search strategy measures one (problem, state) at a time. :func:`run_in_lockstep` runs the
 per-problem work of up to ``batch_size`` problems at once, each in a worker thread that sees
-the shared :class:`~pope_env.prefix_search.PrefixProbe` through a :class:`ProbeView`: reads
+the shared :class:`~pope_env.probe.PrefixProbe` through a :class:`ProbeView`: reads
 go straight to the probe, and ``measure`` queues its request and blocks. The calling thread
 waits until every worker in flight is blocked or finished, then draws one chunk of every
 queued request with one :meth:`PrefixProbe.draw_round` (one ``generate_seeded`` call per
@@ -27,7 +27,7 @@ from pope_env.problem import Problem
 
 if TYPE_CHECKING:
     from pope_env.guidance_file import Measurement
-    from pope_env.prefix_search import Installment, MeasureRequest, PrefixProbe
+    from pope_env.probe import Installment, MeasureRequest, PrefixProbe
 
 R = TypeVar("R")
 
@@ -52,7 +52,7 @@ class _Worker(Generic[R]):
 
 
 class ProbeView:
-    """A :class:`~pope_env.prefix_search.PrefixProbe` as one in-flight problem's strategy sees
+    """A :class:`~pope_env.probe.PrefixProbe` as one in-flight problem's strategy sees
     it: ``measure`` waits for the next lockstep round; every other attribute is the probe's
     (``log`` and ``rollouts`` are this problem's)."""
 
@@ -73,7 +73,7 @@ class ProbeView:
     def measure(self, problem: Problem, prefix_len: int, *, early_stop: bool,
                 max_chunks: int | None = None) -> "Measurement":
         """:meth:`PrefixProbe.measure`, drawn in the caller's next lockstep rounds."""
-        from pope_env.prefix_search import MeasureRequest
+        from pope_env.probe import MeasureRequest
 
         if problem.id != self._worker.problem.id:
             raise ConfigError(f"a strategy searching {self._worker.problem.id!r} measured {problem.id!r}; "

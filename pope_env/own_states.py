@@ -257,7 +257,7 @@ def own_state_overlap(
     """
     from tqdm.auto import tqdm
 
-    from pope_env.prefix_search import default_scorer, derive_seed
+    from pope_env.probe import default_scorer, derive_seed
 
     _check_settings(k=k, states_per_problem=states_per_problem, batch_size=batch_size, threshold=threshold,
                     confidence=confidence, criterion=criterion)

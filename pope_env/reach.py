@@ -526,7 +526,7 @@ def estimate_states(
 
     from pope_env.guidance import DEFAULT_CONFIG, state_messages, state_text
     from pope_env.io import JsonlAppender, read_jsonl
-    from pope_env.prefix_search import PROMPT_FORMATS, default_scorer, derive_seed
+    from pope_env.probe import PROMPT_FORMATS, default_scorer, derive_seed
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"k must be an integer >= 1, got {k!r}")

@@ -1,7 +1,7 @@
 """The i* search strategies of :mod:`pope_env.prefix_search` (:data:`STRATEGIES`).
 
 Each is ``search(probe, problem, cap) -> i* or None`` over a
-:class:`~pope_env.prefix_search.PrefixProbe`, which measures roll-in states with seeded,
+:class:`~pope_env.probe.PrefixProbe`, which measures roll-in states with seeded,
 order-independent samples; the strategies differ only in which states they measure and
 when they stop. What each returns, exactly, is in the :mod:`pope_env.prefix_search`
 docstring.
@@ -19,7 +19,7 @@ from pope_env.problem import Problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from pope_env.guidance_file import GuidanceRecord
-    from pope_env.prefix_search import PrefixProbe
+    from pope_env.probe import PrefixProbe
 
 
 def linear_search(probe: PrefixProbe, problem: Problem, cap: int) -> int | None:

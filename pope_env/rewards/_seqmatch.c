@@ -17,6 +17,10 @@
  *   ratio                2.0 * M / (len(a) + len(b)), or 1.0 when both are empty, computed
  *                        in IEEE double exactly like Python's float arithmetic.
  *
+ * One file of about 760 lines on purpose: the port follows difflib function by function, and
+ * its hot loops rely on the compiler inlining the static helpers, which it does only within
+ * one translation unit (setup.py builds this file alone, without link-time optimisation).
+ *
  * Elements are str code points (any code point, lone surrogates included, like difflib
  * compares str items) or Python ints that fit in 64 bits (token ids).
  *
