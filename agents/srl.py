@@ -216,20 +216,22 @@ def build_srl_source(kind: str, problems: Sequence[Problem], *, seed: int = 0) -
 def train_srl_then_rlvr(
     learner: LearnerPolicy,
     *,
-    srl_problems: Sequence[Problem],
-    rlvr_source: PromptSource,
-    rlvr_reward: RewardFn,
     config: TrainConfig,
-    srl_steps: int,
     output_dir: str | os.PathLike[str],
-    eval_items: Sequence[PromptItem] = (),
+    rollout_policy: Policy | None = None,
+    # the SRL phase
+    srl_problems: Sequence[Problem],
+    srl_steps: int,
     srl_min_group_std: float = SRL_MIN_GROUP_STD,
     srl_sft_steps: int = 0,
-    seed: int = 0,
-    rollout_policy: Policy | None = None,
-    eval_hooks: Sequence[Any] = (),
-    rlvr_dynamic_sampling: bool = True,
     prefilled_think: bool | None = None,
+    seed: int = 0,
+    # the RLVR phase
+    rlvr_source: PromptSource,
+    rlvr_reward: RewardFn,
+    rlvr_dynamic_sampling: bool = True,
+    eval_items: Sequence[PromptItem] = (),
+    eval_hooks: Sequence[Any] = (),
 ) -> tuple[TrainResult, TrainResult]:
     """SRL's curriculum: ``srl_steps`` SRL steps, then ``config.steps`` RLVR (GRPO) steps.
 
@@ -240,31 +242,31 @@ def train_srl_then_rlvr(
 
     Args:
         learner: The learner policy (see :class:`~pope_env.agents.policy.LearnerPolicy`).
-        srl_problems: Problems with expert steps for the SRL phase.
-        rlvr_source: Prompts of the RLVR phase (e.g. the hard split).
-        rlvr_reward: The verifiable reward of the RLVR phase.
         config: The RLVR phase's :class:`~pope_env.agents.train_config.TrainConfig` (its
             dynamic sampling is switched on by ``rlvr_dynamic_sampling``, its threshold
             ``config.grpo.min_group_std`` kept: 0 drops groups whose verifiable rewards are
             all equal); the SRL phase uses the same settings with ``steps=srl_steps``,
             dynamic sampling on with ``min_group_std=srl_min_group_std``, and
             ``sft_steps=srl_sft_steps``.
-        srl_steps: GRPO steps of the SRL phase (``>= 1``).
         output_dir: Parent folder of both phases.
-        eval_items: Evaluation prompts (verifiable reward) for the RLVR phase.
+        rollout_policy: A separate sampler that follows the learner (e.g. a vLLM engine),
+            used by both phases; see :class:`~pope_env.agents.train.Trainer`.
+        srl_problems: Problems with expert steps for the SRL phase.
+        srl_steps: GRPO steps of the SRL phase (``>= 1``).
         srl_min_group_std: Dynamic sampling threshold of the SRL phase.
         srl_sft_steps: SFT steps on the expert steps in SRL's format (:func:`srl_sft_items`)
             before the SRL phase's RL steps: a warm start for models that do not yet write
             ``<think>...</think>`` (0: none).
-        seed: Seed of the SRL data order.
-        rollout_policy: A separate sampler that follows the learner (e.g. a vLLM engine),
-            used by both phases; see :class:`~pope_env.agents.train.Trainer`.
-        eval_hooks: Extra evaluation metrics of the RLVR phase (see ``Trainer``).
-        rlvr_dynamic_sampling: Dynamic sampling in the RLVR phase (default on, as SRL's
-            curriculum trains both phases; ``False`` keeps ``config.grpo`` as given).
         prefilled_think: Whether the chat template ends SRL prompts with ``<think>``
             (``None``: detected from the rollout policy, else the learner, by
             :func:`template_prefills_think`).
+        seed: Seed of the SRL data order.
+        rlvr_source: Prompts of the RLVR phase (e.g. the hard split).
+        rlvr_reward: The verifiable reward of the RLVR phase.
+        rlvr_dynamic_sampling: Dynamic sampling in the RLVR phase (default on, as SRL's
+            curriculum trains both phases; ``False`` keeps ``config.grpo`` as given).
+        eval_items: Evaluation prompts (verifiable reward) for the RLVR phase.
+        eval_hooks: Extra evaluation metrics of the RLVR phase (see ``Trainer``).
 
     Returns:
         ``(srl_result, rlvr_result)``, the two :class:`~pope_env.agents.train.TrainResult` s.
