@@ -123,6 +123,17 @@ def test_weight_sync_makes_the_engine_follow_the_learner(vllm_policy, learner):
     assert [g.token_ids for g in after] == [grp[0].token_ids for grp in greedy_learner]
 
 
+def test_generate_seeded_gives_each_prompt_its_own_stream(vllm_policy):
+    # Before the tests that start a second engine in this process: closing one tears down
+    # vLLM's process-wide parallel state, which the module's shared engine needs.
+    sampling = SamplingParams(max_new_tokens=10)
+    alone = [vllm_policy.generate_seeded([p], n=2, sampling=sampling, seeds=[40 + j])[0] for j, p in enumerate(PROMPTS)]
+    together = vllm_policy.generate_seeded(PROMPTS, n=2, sampling=sampling, seeds=[40, 41])
+    assert [[g.token_ids for g in grp] for grp in alone] == [[g.token_ids for g in grp] for grp in together]
+    plain = vllm_policy.generate(PROMPTS[:1], n=2, sampling=SamplingParams(max_new_tokens=10, seed=40))
+    assert [g.token_ids for g in plain[0]] == [g.token_ids for g in together[0]]
+
+
 def test_sync_into_a_tied_engine_is_refused():
     from pope_env.agents.vllm_policy import VLLMPolicy, WeightSyncError
 
@@ -186,12 +197,3 @@ def test_pope_env_train_with_the_vllm_rollout_engine_runs_every_stage(tmp_path, 
     assert len(read_jsonl(out / "hard_split.jsonl")) >= 3 and (out / "guidance.jsonl").exists()
     (record,) = read_jsonl(out / "pope" / "train_log.jsonl")
     assert record["sync_s"] > 0 and record["groups_sampled"] == 2
-
-
-def test_generate_seeded_gives_each_prompt_its_own_stream(vllm_policy):
-    sampling = SamplingParams(max_new_tokens=10)
-    alone = [vllm_policy.generate_seeded([p], n=2, sampling=sampling, seeds=[40 + j])[0] for j, p in enumerate(PROMPTS)]
-    together = vllm_policy.generate_seeded(PROMPTS, n=2, sampling=sampling, seeds=[40, 41])
-    assert [[g.token_ids for g in grp] for grp in alone] == [[g.token_ids for g in grp] for grp in together]
-    plain = vllm_policy.generate(PROMPTS[:1], n=2, sampling=SamplingParams(max_new_tokens=10, seed=40))
-    assert [g.token_ids for g in plain[0]] == [g.token_ids for g in together[0]]
