@@ -102,9 +102,6 @@ class MathEnvBase(gym.Env[str, str]):
         **rollin: Unpack[RollInOptions],
     ) -> None:
         check_keywords(type(self).__name__, rollin, MathEnvOptions)
-        guided_ratio = rollin.get("guided_ratio", 0.5)
-        if not 0.0 <= guided_ratio <= 1.0:
-            raise ConfigError(f"guided_ratio must be in [0, 1], got {guided_ratio}")
         check_verify_timeout(verify_timeout_s)
         if render_mode not in (None, "ansi"):
             raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")

@@ -113,6 +113,8 @@ class RollInSampler:
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if not 0.0 <= guided_ratio <= 1.0:
+            raise ConfigError(f"guided_ratio must be in [0, 1], got {guided_ratio}")
         if not 0.0 < prefix_fraction <= 1.0:
             raise ConfigError(f"prefix_fraction must be in (0, 1], got {prefix_fraction}")
         by_id = {p.id: p for p in problems}

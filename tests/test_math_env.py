@@ -204,3 +204,11 @@ def test_bad_input():
         MathEnv("no-such-dataset")
     with pytest.raises(ConfigError, match="mode"):
         MathEnv("math500", mode="sometimes")
+
+
+@pytest.mark.parametrize("env_id", ["POPE-Math-Hard-v0", "POPE-Math-Steps-Hard-v0", "POPE-Token-Hard-v0"])
+@pytest.mark.parametrize("ratio", [-0.1, 1.5])
+def test_every_env_refuses_a_guided_ratio_outside_0_1(env_id, ratio):
+    kwargs = {} if "Token" in env_id else {"limit": 4}
+    with pytest.raises(ConfigError, match=r"guided_ratio must be in \[0, 1\]"):
+        gym.make(env_id, guided_ratio=ratio, **kwargs)
