@@ -57,7 +57,7 @@ from pope_env.guidance_file import GuidanceFile, Measurement, load_guidance
 from pope_env.hard_split import HardSplit, load_split, run_hard_split
 from pope_env.io import atomic_write_json
 from pope_env.prefix_search import run_prefix_search
-from pope_env.probe import MeasureRequest, PrefixProbe, Scorer
+from pope_env.probe import MeasureRequest, PrefixProbe, ProbeSettings, Scorer
 from pope_env.problem import Problem
 from pope_env.rewards.math import extract_answer
 
@@ -92,13 +92,13 @@ def arithmetic_scorer(completions: Sequence[str], problem: Problem) -> list[bool
     return [arithmetic_reward(c, problem) > 0 for c in completions]
 
 
-def _probe_settings(policy: CharLMPolicy, *, k: int, seed: int, chunk_size: int,
-                    max_new_tokens: int) -> dict[str, Any]:
-    """The sampler every testbed measurement uses: temperature 1, the char model's own prompt
+def _probe_settings(*, k: int, seed: int, chunk_size: int, max_new_tokens: int,
+                    scorer: Scorer = arithmetic_scorer) -> ProbeSettings:
+    """How every testbed measurement samples: temperature 1, the char model's own prompt
     layout (:func:`render_guided_prompt`, which is :func:`render_prompt` at ``i = 0``)."""
-    return {"policy": policy, "scorer": arithmetic_scorer, "k": k, "seed": seed, "chunk_size": min(chunk_size, k),
-            "sampling": SamplingParams(temperature=1.0, max_new_tokens=max_new_tokens),
-            "prompt_format": render_guided_prompt}
+    return ProbeSettings(scorer=scorer, k=k, seed=seed, chunk_size=min(chunk_size, k),
+                         sampling=SamplingParams(temperature=1.0, max_new_tokens=max_new_tokens),
+                         prompt_format=render_guided_prompt)
 
 
 def _remade_if_stale(path: Path, run: Callable[[], Any]) -> Any:
@@ -115,9 +115,9 @@ def measure_hard_split(policy: CharLMPolicy, candidates: Sequence[Problem], out:
                        chunk: int, seed: int, max_new_tokens: int) -> HardSplit:
     """The split file ``out`` of ``candidates`` (pass@k = 0 by :func:`pope_env.hard_split.run_hard_split`,
     all candidates in flight together), resumed if it holds the same settings, else remade."""
-    settings = _probe_settings(policy, k=k, seed=seed, chunk_size=chunk, max_new_tokens=max_new_tokens)
+    settings = _probe_settings(k=k, seed=seed, chunk_size=chunk, max_new_tokens=max_new_tokens)
     return _remade_if_stale(out, lambda: run_hard_split(
-        candidates, dataset=dataset, out=out, batch_size=max(1, len(candidates)), **settings))
+        candidates, policy, dataset=dataset, out=out, batch_size=max(1, len(candidates)), **settings))
 
 
 def guided_curve(policy: CharLMPolicy, problems: Sequence[Problem], guidance: GuidanceFile, *, samples: int,
@@ -129,9 +129,8 @@ def guided_curve(policy: CharLMPolicy, problems: Sequence[Problem], guidance: Gu
     the states the search already measured are taken from its evidence (the same random
     events) and only the states above i* are sampled, all in one batched
     :meth:`~pope_env.probe.PrefixProbe.measure_many`."""
-    settings = _probe_settings(policy, k=samples, seed=seed, chunk_size=samples, max_new_tokens=max_new_tokens)
-    del settings["scorer"]
-    probe = PrefixProbe(settings.pop("policy"), scorer, **settings)
+    probe = PrefixProbe(policy, **_probe_settings(k=samples, seed=seed, chunk_size=samples,
+                                                  max_new_tokens=max_new_tokens, scorer=scorer))
     known = {p.id: guidance[p.id].by_state() if p.id in guidance else {} for p in problems}
     requests = [MeasureRequest(p, i, early_stop=False) for p in problems for i in range(1, prefix_cap(p) + 1)
                 if known[p.id].get(i, Measurement(i, 0, 0)).samples < samples]
@@ -240,8 +239,7 @@ def build_testbed(cfg: "DemoConfig", out: Path, variant: str = "plain", *,
         lo, hi = pcfg.levels
         probs = [p for level in range(lo, hi + 1) for p in itertools.islice(
             arithmetic.iter_problems(level, split="test", seed=1, max_value=pcfg.max_value), cfg.easy_per_level)]
-        settings = _probe_settings(base, k=cfg.easy_k, seed=7, chunk_size=cfg.easy_k, max_new_tokens=mnt)
-        probe = PrefixProbe(settings.pop("policy"), settings.pop("scorer"), **settings)
+        probe = PrefixProbe(base, **_probe_settings(k=cfg.easy_k, seed=7, chunk_size=cfg.easy_k, max_new_tokens=mnt))
         log(f"[{variant}] easy check: {len(probs)} problems x {cfg.easy_k} samples")
         got = probe.measure_many([MeasureRequest(p, 0, early_stop=False) for p in probs])
         return {"pass@1": sum(m.successes for m in got) / (len(got) * cfg.easy_k), "problems": len(got)}
@@ -260,10 +258,10 @@ def build_testbed(cfg: "DemoConfig", out: Path, variant: str = "plain", *,
 
     log(f"[{variant}] i* (linear search) of {len(hard_all)} hard problems, {cfg.istar_samples} samples per prefix")
     guidance = _remade_if_stale(folder / "guidance.jsonl", lambda: run_prefix_search(
-        hard_all, dataset=f"demo-{variant}-hard-{digest('hard_levels', 'n_candidates', 'screen_k', 'screen_chunk')}",
+        hard_all, base, dataset=f"demo-{variant}-hard-{digest('hard_levels', 'n_candidates', 'screen_k', 'screen_chunk')}",
         out=folder / "guidance.jsonl", strategy="linear",
         batch_size=max(1, len(hard_all)),
-        **_probe_settings(base, k=cfg.istar_samples, seed=2, chunk_size=cfg.istar_samples, max_new_tokens=mnt)))
+        **_probe_settings(k=cfg.istar_samples, seed=2, chunk_size=cfg.istar_samples, max_new_tokens=mnt)))
     istar = {pid: r.i_star for pid, r in guidance.records.items() if r.i_star is not None}
     hard = [p for p in hard_all if p.id in istar][: cfg.max_hard]
 
