@@ -181,6 +181,8 @@ def test_generate_seeded_gives_each_row_its_own_token_budget():
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_the_testbed_measures_with_the_library_search(tmp_path):
+    from char_policies import writes_a_seven
+
     from pope_env.agents.demo_testbed import guided_curve, measure_hard_split
     from pope_env.hard_split import load_split
     from pope_env.prefix_search import PrefixProbe, run_prefix_search
@@ -196,9 +198,6 @@ def test_the_testbed_measures_with_the_library_search(tmp_path):
     again = measure_hard_split(policy, chains, tmp_path / "split.jsonl", dataset="demo-test", k=4, chunk=4, seed=1,
                                max_new_tokens=12)
     assert again.header.k == 4 and len(again.records) == len(chains)
-
-    def writes_a_seven(completions, problem):  # a verdict the untrained model meets now and then
-        return ["7" in c for c in completions]
 
     sampling = SamplingParams(max_new_tokens=12)
     guidance = run_prefix_search(chains, policy, dataset="demo-test", out=tmp_path / "g.jsonl", k=4, chunk_size=4,

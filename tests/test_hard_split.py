@@ -118,24 +118,15 @@ def test_batched_split_writes_the_same_file_and_resumes(tmp_path):
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_batched_split_with_a_char_model_samples_all_problems_together(tmp_path):
-    from pope_env.agents.charlm import CharLMConfig, CharLMPolicy, make_policy
+    from char_policies import counting_char_model, writes_a_seven
+
     from pope_env.agents.policy import SamplingParams
     from pope_env.agents.pretrain import render_guided_prompt
-
-    class Counting(CharLMPolicy):
-        seeded_calls = 0
-
-        def generate_seeded(self, prompts, **kw):
-            self.seeded_calls += 1
-            return super().generate_seeded(prompts, **kw)
-
-    def writes_a_seven(completions, problem):  # a real verdict on the untrained model's text
-        return ["7" in c for c in completions]
 
     chains = arithmetic.generate(16, (4, 6), seed=1, max_value=9)
     files = {}
     for batch_size in (1, 16):
-        policy = Counting(make_policy(CharLMConfig(d_model=32, n_layers=2, n_heads=2, max_len=96), seed=0).model)
+        policy = counting_char_model()
         out = tmp_path / f"split-{batch_size}.jsonl"
         result = run_hard_split(chains, policy, dataset="chains", out=out, k=12, chunk_size=3, scorer=writes_a_seven,
                                 sampling=SamplingParams(max_new_tokens=6), prompt_format=render_guided_prompt,

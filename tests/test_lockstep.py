@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from arith_policy import ArithmeticSolverPolicy, math_verify_scorer
+from char_policies import counting_char_model, writes_a_seven
 from pope_env.datasets import arithmetic
 from pope_env.errors import ConfigError
 from pope_env.prefix_search import PrefixProbe, SearchStrategy, load_guidance, run_prefix_search
@@ -17,29 +18,6 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 PROBLEMS = arithmetic.generate(24, (4, 7), seed=5)
 
 CHAR_PROBLEMS = arithmetic.generate(12, (4, 6), seed=5, max_value=9)
-
-
-class CountingCharLM:
-    """The real tiny char model, counting its batched calls."""
-
-    def __new__(cls):
-        from pope_env.agents.charlm import CharLMConfig, CharLMPolicy, make_policy
-
-        class Counting(CharLMPolicy):
-            seeded_calls = 0
-
-            def generate_seeded(self, prompts, **kw):
-                self.seeded_calls += 1
-                return super().generate_seeded(prompts, **kw)
-
-        base = make_policy(CharLMConfig(d_model=32, n_layers=2, n_heads=2, max_len=96), seed=0)
-        return Counting(base.model)
-
-
-def writes_a_seven(completions, problem):
-    """A real verdict on the untrained char model's text: success = it wrote a 7 (rare enough
-    that states differ, common enough that many problems find a prefix)."""
-    return ["7" in c for c in completions]
 
 
 def char_search(out, policy, strategy="linear", batch_size=1, problems=CHAR_PROBLEMS, **kw):
@@ -54,7 +32,7 @@ def char_search(out, policy, strategy="linear", batch_size=1, problems=CHAR_PROB
 @pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("strategy", ["linear", "galloping"])
 def test_batched_search_with_a_char_model_writes_the_same_file_in_fewer_calls(tmp_path, strategy):
-    alone, together = CountingCharLM(), CountingCharLM()
+    alone, together = counting_char_model(), counting_char_model()
     one = char_search(tmp_path / "one.jsonl", alone, strategy)
     many = char_search(tmp_path / "many.jsonl", together, strategy, batch_size=5)
     assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "many.jsonl").read_text()
@@ -77,7 +55,7 @@ def test_batched_search_without_generate_seeded_gives_the_same_file(tmp_path):
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_batch_size_is_checked_and_a_history_strategy_is_refused(tmp_path):
-    policy = CountingCharLM()
+    policy = counting_char_model()
     for bad in (0, True, 2.5):
         with pytest.raises(ConfigError, match="batch_size must be an integer >= 1"):
             char_search(tmp_path / "a.jsonl", policy, batch_size=bad)
@@ -92,7 +70,7 @@ def test_batch_size_is_checked_and_a_history_strategy_is_refused(tmp_path):
 def test_a_failing_worker_is_reraised_and_the_batched_run_resumes(tmp_path):
     from pope_env.search_strategies import linear_search
 
-    reference = char_search(tmp_path / "ref.jsonl", CountingCharLM())
+    reference = char_search(tmp_path / "ref.jsonl", counting_char_model())
     broken_id = CHAR_PROBLEMS[6].id
 
     def breaks_on_one(probe, problem, cap):
@@ -103,10 +81,10 @@ def test_a_failing_worker_is_reraised_and_the_batched_run_resumes(tmp_path):
 
     out = tmp_path / "resumed.jsonl"
     with pytest.raises(ValueError, match="strategy bug"):
-        char_search(out, CountingCharLM(), SearchStrategy("linear", breaks_on_one, "linear, broken"), batch_size=4)
+        char_search(out, counting_char_model(), SearchStrategy("linear", breaks_on_one, "linear, broken"), batch_size=4)
     written = list(load_guidance(out).records)
     assert written == [p.id for p in CHAR_PROBLEMS[: len(written)]] and broken_id not in written
-    resumed = char_search(out, CountingCharLM(), batch_size=4)
+    resumed = char_search(out, counting_char_model(), batch_size=4)
     assert resumed.records == reference.records
     assert out.read_text() == (tmp_path / "ref.jsonl").read_text()
 
@@ -115,7 +93,7 @@ def test_a_failing_worker_is_reraised_and_the_batched_run_resumes(tmp_path):
 def test_measure_many_equals_measuring_one_at_a_time():
     from pope_env.prefix_search import MeasureRequest
 
-    policy = CountingCharLM()
+    policy = counting_char_model()
     kw = dict(k=6, seed=3, chunk_size=4, prompt_format=lambda p, i: p.meta["expression"] + "\n" + "".join(p.steps[:i]))
     from pope_env.agents.policy import SamplingParams
 
