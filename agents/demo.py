@@ -33,15 +33,15 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from pope_env.agents.charlm import CharLMConfig
 from pope_env.agents.demo_testbed import arithmetic_reward
 from pope_env.agents.pretrain import PretrainConfig
-from pope_env.errors import ConfigError, GuidanceFileError, UnknownNameError
-from pope_env.io import atomic_write_json
+from pope_env.errors import ConfigError, DataFormatError, GuidanceFileError, UnknownNameError
+from pope_env.io import atomic_write_json, read_toml
 
 
 PAPER_METHODS = ("grpo", "pope", "entropy", "clip-higher", "passk", "mix-easy", "sft-oracle")
@@ -51,10 +51,19 @@ PAPER_METHODS = ("grpo", "pope", "entropy", "clip-higher", "passk", "mix-easy", 
 class DemoConfig:
     """Everything that defines a demo run (its hash names the cached phases).
 
+    It has no defaults of its own: every setting's value is in the presets file
+    ``demo_presets.toml`` (:data:`PRESETS`, :func:`load_presets`), whose ``[default]`` table
+    is what ``pope-env demo`` runs. A variation is a preset with changes:
+    ``dataclasses.replace(get_preset("default"), steps=120)``.
+
     Attributes:
         preset: Name shown in reports (``quick``, ``default``, ``full``).
         pretrain: How the base model is made (the ``plain`` variant; ``revisit`` is the same
             with ``revisit=True``).
+        seeds: Training seeds; every method runs once per seed, all from the same base.
+        methods: Methods trained on the plain base (names of :mod:`pope_env.agents.methods`).
+        revisit_methods: Methods also trained on the base pretrained with revisiting traces.
+        workers: Training runs at a time, one process each.
         hard_levels: Inclusive range of operation counts of hard candidates.
         n_candidates: Train-split candidates screened for the hard training set.
         n_eval_candidates: Test-split candidates screened for the held-out hard set.
@@ -69,9 +78,6 @@ class DemoConfig:
         easy_k: Samples per easy problem in the easy check.
         min_easy_pass1: The regime needs at least this easy pass@1.
         min_hard: The regime needs at least this many hard training problems with an i*.
-        seeds: Training seeds; every method runs once per seed, all from the same base.
-        methods: Methods trained on the plain base (names of :mod:`pope_env.agents.methods`).
-        revisit_methods: Methods also trained on the base pretrained with revisiting traces.
         steps: RL steps (one optimizer update each) per run.
         prompts_per_step: Prompts (groups) per step.
         group_size: Rollouts per prompt (GRPO's G).
@@ -89,41 +95,44 @@ class DemoConfig:
             S_good at each evaluation (0: off).
         reach_k: Continuations per own state.
         reach_states: Own states per problem.
-        workers: Training runs at a time, one process each.
     """
 
-    preset: str = "default"
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    hard_levels: tuple[int, int] = (6, 6)
-    n_candidates: int = 320
-    n_eval_candidates: int = 320
-    screen_k: int = 64
-    screen_chunk: int = 16
-    istar_samples: int = 8
-    max_hard: int = 160
-    max_eval: int = 160
-    eval_k: int = 8
-    easy_per_level: int = 64
-    easy_k: int = 2
-    min_easy_pass1: float = 0.95
-    min_hard: int = 32
-    seeds: tuple[int, ...] = (0, 1)
-    methods: tuple[str, ...] = ("grpo", "pope")
-    revisit_methods: tuple[str, ...] = ()
-    steps: int = 60
-    prompts_per_step: int = 16
-    group_size: int = 8
-    lr: float = 1e-4
-    epochs: int = 1
-    sft_steps: int = 50
-    sft_lr: float = 1e-3
-    n_easy: int = 512
-    eval_every: int = 15
-    max_new_tokens: int = 96
-    reach_problems: int = 16
-    reach_k: int = 4
-    reach_states: int = 2
-    workers: int = 2
+    preset: str
+    pretrain: PretrainConfig
+    # Which runs (not part of what a run does: ``_PER_INVOCATION``).
+    seeds: tuple[int, ...]
+    methods: tuple[str, ...]
+    revisit_methods: tuple[str, ...]
+    workers: int
+    # The testbed: hard split, i*, regime check.
+    hard_levels: tuple[int, int]
+    n_candidates: int
+    n_eval_candidates: int
+    screen_k: int
+    screen_chunk: int
+    istar_samples: int
+    max_hard: int
+    max_eval: int
+    eval_k: int
+    easy_per_level: int
+    easy_k: int
+    min_easy_pass1: float
+    min_hard: int
+    # Each training run.
+    steps: int
+    prompts_per_step: int
+    group_size: int
+    lr: float
+    epochs: int
+    sft_steps: int
+    sft_lr: float
+    n_easy: int
+    eval_every: int
+    max_new_tokens: int
+    # Own-state S_good overlap at each evaluation.
+    reach_problems: int
+    reach_k: int
+    reach_states: int
 
     def __post_init__(self) -> None:
         from pope_env.agents.methods import get_method
@@ -177,50 +186,88 @@ class DemoConfig:
 _PER_INVOCATION = ("preset", "methods", "revisit_methods", "seeds", "workers")
 """Fields that choose which runs to do, not what a run does."""
 
-_BASE = PretrainConfig(
-    # Single-digit chains (values 0..9): the arithmetic is a small table, so 2,000 data-parallel
-    # steps make the base perfect on 1-4 operations (measured: easy pass@1 1.00), while lines
-    # of 5+ operations, never written in pretraining, stay a wall (guided pass@1 with 5
-    # operations left ~0.13, with 4 left 1.00).
-    model=CharLMConfig(d_model=64, n_layers=3, n_heads=4, max_len=192),
-    levels=(1, 4), steps=2000, batch_size=64, lr=3e-3, max_value=9, workers=2,
-)
+PRESETS_FILE = Path(__file__).resolve().with_name("demo_presets.toml")
 
-PRESETS: dict[str, DemoConfig] = {
-    # CI: the whole pipeline end to end on a small budget; it shows the plumbing, not the effect.
-    "quick": DemoConfig(
-        preset="quick",
-        pretrain=replace(_BASE, steps=200),
-        hard_levels=(5, 6),
-        n_candidates=48,
-        n_eval_candidates=48,
-        screen_k=8,
-        screen_chunk=4,
-        istar_samples=4,
-        max_eval=32,
-        eval_k=4,
-        easy_per_level=8,
-        min_hard=8,
-        steps=4,
-        prompts_per_step=8,
-        group_size=4,
-        eval_every=2,
-        sft_steps=2,
-        max_new_tokens=96,
-        reach_problems=8,
-        reach_k=2,
-    ),
-    # `pope-env demo`: GRPO and POPE, 2 seeds, at most 15 minutes on 2 cores from a fresh clone.
-    "default": DemoConfig(preset="default", pretrain=_BASE),
-    # `pope-env demo --full`: every method of the paper with 3 seeds, and the overlap knob.
-    "full": DemoConfig(
-        preset="full",
-        pretrain=_BASE,
-        seeds=(0, 1, 2),
-        methods=PAPER_METHODS,
-        revisit_methods=("grpo", "pope"),
-    ),
-}
+
+def load_presets(path: str | Path = PRESETS_FILE) -> dict[str, DemoConfig]:
+    """The presets in a presets file (format: ``demo_presets.toml``'s header), by name.
+
+    ``[default]`` must give every :class:`DemoConfig` setting but ``preset``; every other
+    table gives only what it changes, merged into ``[default]`` key by key (its ``pretrain``
+    and ``pretrain.model`` tables too). A preset's ``preset`` field is its table's name.
+
+    Raises:
+        DataFormatError: the file is not TOML, has no ``[default]``, or a preset names an
+            unknown setting, leaves one out, gives one a value of the wrong kind, or fails
+            :class:`DemoConfig`'s own checks (the message names the preset and the setting).
+    """
+    path = Path(path)
+    tables = read_toml(path)
+    if not isinstance(tables.get("default"), dict):
+        raise DataFormatError(f"{path} has no [default] table: it must give every demo setting")
+    presets = {}
+    for name, table in tables.items():
+        where = f"{path}: preset [{name}]"
+        if not isinstance(table, dict):
+            raise DataFormatError(f"{where} is not a table")
+        settings = table if name == "default" else _merged(tables["default"], table)
+        _check_settings(settings, DemoConfig, where, exclude=("preset",), complete=True)
+        _check_settings(settings["pretrain"], PretrainConfig, f"{where}.pretrain")
+        _check_settings(settings["pretrain"].get("model", {}), CharLMConfig, f"{where}.pretrain.model")
+        try:
+            presets[name] = DemoConfig.from_dict({**settings, "preset": name})
+        except (ConfigError, UnknownNameError) as exc:
+            raise DataFormatError(f"{where}: {exc}") from exc
+    return presets
+
+
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied, sub-tables merged key by key."""
+    merged = dict(base)
+    for key, value in changes.items():
+        old = merged.get(key)
+        merged[key] = _merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return merged
+
+
+_KINDS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+"""TOML value types each simple annotation accepts (``tuple[...]`` fields take arrays)."""
+
+
+def _kind_name(annotation: Any) -> str:
+    """``"int"``, ``"tuple[int, int]"``, ...: an annotation as written (a string already under
+    ``from __future__ import annotations``)."""
+    if isinstance(annotation, str) or get_origin(annotation) is not None:
+        return str(annotation)
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _check_settings(settings: Any, config: type, where: str, *, exclude: tuple[str, ...] = (),
+                    complete: bool = False) -> None:
+    """Refuse settings ``config`` does not have, of the wrong kind, or (``complete``) missing."""
+    if not isinstance(settings, dict):
+        raise DataFormatError(f"{where} must be a table, got {settings!r}")
+    known = {f.name: _kind_name(f.type) for f in fields(config) if f.name not in exclude}
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise DataFormatError(f"{where}: unknown setting(s) {', '.join(unknown)}; "
+                              f"{config.__name__} has {', '.join(known)}")
+    missing = [k for k in known if k not in settings] if complete else []
+    if missing:
+        raise DataFormatError(f"{where} leaves out {', '.join(missing)}: [default] must give every setting")
+    for key, value in settings.items():
+        kind = known[key]
+        ok = (isinstance(value, list) if kind.startswith("tuple[")
+              else isinstance(value, dict) if kind in ("PretrainConfig", "CharLMConfig")
+              else isinstance(value, _KINDS.get(kind, (object,))) and not (kind != "bool" and isinstance(value, bool)))
+        if not ok:
+            raise DataFormatError(f"{where}: {key} = {value!r} is not a {kind}")
+
+
+PRESETS: dict[str, DemoConfig] = load_presets()
+"""``quick`` (CI: the plumbing end to end, not the effect), ``default`` (``pope-env demo``:
+GRPO and POPE, 2 seeds, <= 15 min on 2 cores) and ``full`` (``--full``: every method of the
+paper with 3 seeds, and the overlap knob), from :data:`PRESETS_FILE`."""
 
 
 def get_preset(name: str) -> DemoConfig:
@@ -288,4 +335,5 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", *, log: Callable[[s
     return summary
 
 
-__all__ = ["PAPER_METHODS", "PRESETS", "DemoConfig", "arithmetic_reward", "get_preset", "run_demo"]
+__all__ = ["PAPER_METHODS", "PRESETS", "PRESETS_FILE", "DemoConfig", "arithmetic_reward", "get_preset", "load_presets",
+           "run_demo"]

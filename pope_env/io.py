@@ -22,6 +22,11 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 from pope_env.errors import DataFormatError, PopeEnvError
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 H = TypeVar("H")
 R = TypeVar("R")
 
@@ -80,6 +85,15 @@ def parse_json_object(line: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def read_toml(path: PathLike) -> dict[str, Any]:
+    """The table a TOML file holds (:class:`DataFormatError` naming the file if it is not TOML)."""
+    try:
+        with Path(path).open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise DataFormatError(f"{path} is not valid TOML: {exc}") from exc
 
 
 def iter_jsonl(path: PathLike, *, strict: bool = True) -> Iterator[dict[str, Any]]:

@@ -38,12 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from pope_env.errors import DataFormatError
+from pope_env.io import read_toml
 from pope_env.swe.trajectories import SUBMIT
 
 DRAFTS_FILE = Path(__file__).resolve().with_name("drafts.toml")
@@ -183,11 +179,7 @@ def load_drafts(path: str | Path = DRAFTS_FILE) -> tuple[Draft, ...]:
             (the message names the draft by index and id, and the field).
     """
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise DataFormatError(f"{path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     top = _Table(data, str(path), ("sources", "drafts"))
     sources = _sources(data["sources"], path)
     drafts = []
