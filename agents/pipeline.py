@@ -95,12 +95,9 @@ class PipelineConfig:
             get_method(name)  # UnknownNameError lists the known ones
         if self.reach_problems < 0 or self.reach_k < 1 or self.reach_states < 1:
             raise ConfigError("reach_problems must be >= 0, reach_k and reach_states >= 1")
-        from pope_env.lockstep import check_batch_size
         from pope_env.search_strategies import get_strategy
 
-        if check_batch_size(self.batch_problems) > 1 and get_strategy(self.strategy).uses_history:
-            raise ConfigError(f"strategy {self.strategy!r} searches one problem after the other; "
-                              "use batch_problems=1 (--batch-problems 1) or another strategy")
+        get_strategy(self.strategy).check_batch_size(self.batch_problems)  # early: before any work
 
 
 @dataclass

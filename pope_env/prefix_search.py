@@ -83,7 +83,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from pope_env.errors import ConfigError, DataFormatError
+from pope_env.errors import DataFormatError
 from pope_env.guidance import DEFAULT_CONFIG, check_guidable, precompute_caps
 from pope_env.guidance_file import (  # noqa: F401  (re-exported: the guidance file format lived here)
     GUIDANCE_KIND,
@@ -254,15 +254,10 @@ def run_prefix_search(
             problem ids.
         TypeError: an unknown keyword.
     """
-    from pope_env.lockstep import check_batch_size, run_in_lockstep
+    from pope_env.lockstep import run_in_lockstep
 
     search = strategy if isinstance(strategy, SearchStrategy) else get_strategy(strategy)
-    if check_batch_size(batch_size) > 1 and search.uses_history:
-        raise ConfigError(
-            f"strategy {search.name!r} learns from the problems searched before each one, so it cannot "
-            f"search {batch_size} problems at once; use batch_size=1 (CLI: --batch-problems 1) or "
-            "another strategy"
-        )
+    search.check_batch_size(batch_size)
     precompute_caps(problems, progress=progress)  # one parallel answer-leak scan, then cached
     bad = unusable_problems(problems)
     if bad and not skip_unusable:

@@ -196,6 +196,23 @@ class SearchStrategy:
     description: str
     uses_history: bool = False
 
+    def check_batch_size(self, batch_size: object) -> int:
+        """``batch_size`` (problems searched at once) as a positive int this strategy can use.
+
+        Raises:
+            ConfigError: not an integer >= 1, or above 1 for a strategy that uses history
+                (each problem's search needs the records of the ones before it).
+        """
+        from pope_env.lockstep import check_batch_size
+
+        if check_batch_size(batch_size) > 1 and self.uses_history:
+            raise ConfigError(
+                f"strategy {self.name!r} learns from the problems searched before each one, so it "
+                f"cannot search {batch_size} problems at once; use batch_size=1 (CLI: --batch-problems 1) "
+                "or another strategy"
+            )
+        return batch_size
+
 
 STRATEGIES: dict[str, SearchStrategy] = {
     s.name: s

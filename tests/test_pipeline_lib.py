@@ -75,7 +75,7 @@ def test_pipeline_config_is_checked():
         PipelineConfig(reach_k=0)
     with pytest.raises(ConfigError, match="batch_size must be an integer >= 1"):
         PipelineConfig(batch_problems=0)
-    with pytest.raises(ConfigError, match="'anchored' searches one problem after the other"):
+    with pytest.raises(ConfigError, match="'anchored' learns from the problems searched before.*batch_size=1"):
         PipelineConfig(strategy="anchored", batch_problems=4)
 
 
