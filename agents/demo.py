@@ -206,7 +206,7 @@ def load_presets(path: str | Path = PRESETS_FILE) -> dict[str, DemoConfig]:
     if not isinstance(tables.get("default"), dict):
         raise DataFormatError(f"{path} has no [default] table: it must give every demo setting")
     presets = {}
-    for name, table in tables.items():
+    for name, table in sorted(tables.items(), key=lambda item: item[0] != "default"):  # [default] first
         where = f"{path}: preset [{name}]"
         if not isinstance(table, dict):
             raise DataFormatError(f"{where} is not a table")
@@ -218,7 +218,7 @@ def load_presets(path: str | Path = PRESETS_FILE) -> dict[str, DemoConfig]:
             presets[name] = DemoConfig.from_dict({**settings, "preset": name})
         except (ConfigError, UnknownNameError) as exc:
             raise DataFormatError(f"{where}: {exc}") from exc
-    return presets
+    return {name: presets[name] for name in tables}  # in file order
 
 
 def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

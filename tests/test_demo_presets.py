@@ -102,6 +102,7 @@ def test_a_users_own_presets_file_adds_presets(tmp_path):
         (SMALL_DEFAULT + "\n[quick]\npreset = 'x'\n", r"preset \[quick\]: unknown setting\(s\) preset"),
         (SMALL_DEFAULT + "\n[quick.pretrain.model]\nwidth = 4\n", r"\[quick\].pretrain.model: unknown setting\(s\) width"),
         (SMALL_DEFAULT.replace("n_easy = 8\n", ""), r"\[default\] leaves out n_easy"),
+        ("[quick]\nsteps = 4\n" + SMALL_DEFAULT.replace("n_easy = 8\n", ""), r"\[default\] leaves out n_easy"),
         (SMALL_DEFAULT + "\n[quick]\nsteps = '60'\n", r"\[quick\]: steps = '60' is not a int"),
         (SMALL_DEFAULT + "\n[quick]\nsteps = true\n", r"steps = True is not a int"),
         (SMALL_DEFAULT + "\n[quick]\nseeds = 3\n", r"seeds = 3 is not a tuple\[int, ...\]"),
