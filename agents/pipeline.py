@@ -54,7 +54,7 @@ class PipelineConfig:
         batch_problems: Problems measured together in both (``batch_size`` of
             :func:`~pope_env.hard_split.run_hard_split` and
             :func:`~pope_env.prefix_search.run_prefix_search`): one batched call per round
-            with a sampler that has ``generate_seeded`` (vLLM); the files are the same for any value.
+            with a sampler that has ``generate_seeded`` (HF, vLLM); the files are the same for any value.
         prompt_format: ``"chat"`` messages or plain ``"text"`` prompts.
         eval_problems: Hard problems evaluated (unguided pass@k).
         sft_steps: SFT steps of ``sft-oracle`` (``None``: the method's own, 50).

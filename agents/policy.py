@@ -73,7 +73,8 @@ class Policy(Protocol):
     (:class:`pope_env.probe.PrefixProbe`) then batch many problems' measurements into
     one call and still draw each measurement as the same random event it is alone. A policy
     without it keeps working: each measurement is then its own ``generate`` call with
-    ``sampling.seed`` set. :class:`~pope_env.agents.charlm.CharLMPolicy` and
+    ``sampling.seed`` set. :class:`~pope_env.agents.charlm.CharLMPolicy`,
+    :class:`~pope_env.agents.hf_policy.HFPolicy` and
     :class:`~pope_env.agents.vllm_policy.VLLMPolicy` implement it.
     """
 

@@ -90,6 +90,45 @@ def test_same_seed_same_samples_other_seed_other_samples(policy):
     assert [g.token_ids for g in _flat(a)] != [g.token_ids for g in _flat(c)]
 
 
+def test_generate_seeded_with_one_prompt_equals_the_seeded_generate_call_on_cpu(policy):
+    for sampling in (SamplingParams(max_new_tokens=12), SamplingParams(max_new_tokens=12, top_p=0.8)):
+        for prompt, seed in zip(PROMPTS, (5, 6, 2**40 + 3)):
+            (seeded,) = policy.generate_seeded([prompt], n=3, sampling=sampling, seeds=[seed])
+            (plain,) = policy.generate([prompt], n=3, sampling=SamplingParams(**{**sampling.__dict__, "seed": seed}))
+            assert [g.token_ids for g in seeded] == [g.token_ids for g in plain]
+            assert [g.text for g in seeded] == [g.text for g in plain]
+
+
+def test_generate_seeded_gives_each_prompt_its_own_stream(tokenizer, policy):
+    sampling = SamplingParams(max_new_tokens=10, stop=("\n",), seed=999)  # sampling.seed is ignored
+    together = policy.generate_seeded(PROMPTS, n=2, sampling=sampling, seeds=[1, 2, 3])
+    alone = [policy.generate_seeded([p], n=2, sampling=sampling, seeds=[s])[0] for p, s in zip(PROMPTS, [1, 2, 3])]
+    reversed_ = policy.generate_seeded(PROMPTS[::-1], n=2, sampling=sampling, seeds=[3, 2, 1])[::-1]
+    # batches of 3 rows split prompts' rows across forward batches
+    split = HFPolicy(policy.model, tokenizer=tokenizer, batch_size=3, progress=False).generate_seeded(
+        PROMPTS, n=2, sampling=sampling, seeds=[1, 2, 3])
+    ids = [[g.token_ids for g in group] for group in together]
+    assert ids == [[g.token_ids for g in group] for group in alone]
+    assert ids == [[g.token_ids for g in group] for group in reversed_]
+    assert ids == [[g.token_ids for g in group] for group in split]
+    other = policy.generate_seeded(PROMPTS, n=2, sampling=sampling, seeds=[1, 2, 4])
+    assert [g.token_ids for g in other[0]] == ids[0] and [g.token_ids for g in other[2]] != ids[2]
+    for x, y in zip(_flat(together), _flat(alone)):
+        assert max(abs(p - q) for p, q in zip(x.logprobs, y.logprobs)) < 1e-4
+
+
+def test_generate_seeded_refuses_a_seed_count_that_does_not_match(policy):
+    from pope_env.agents.policy import has_seeded_generate
+
+    assert has_seeded_generate(policy)
+    with pytest.raises(ConfigError, match="one seed per prompt.*2 prompt\\(s\\) and 1 seed"):
+        policy.generate_seeded(PROMPTS[:2], seeds=[1])
+    with pytest.raises(ConfigError, match="a single prompt"):
+        policy.generate_seeded("Hello", seeds=[1])
+    with pytest.raises(ConfigError, match="n must be"):
+        policy.generate_seeded(PROMPTS[:1], n=0, seeds=[1])
+
+
 def test_left_padding_does_not_change_greedy_outputs(tokenizer, policy):
     greedy = SamplingParams(temperature=0, max_new_tokens=8)
     batched = policy.generate(PROMPTS, sampling=greedy)

@@ -50,5 +50,5 @@ def add_batch_problems_argument(parser: argparse.ArgumentParser) -> None:
     default = inspect.signature(run_hard_split).parameters["batch_size"].default
     parser.add_argument("--batch-problems", type=int, default=default, metavar="N",
                         help="problems in flight at once, their chunks drawn in one batched call per round "
-                             "when the policy has generate_seeded (the char model, vLLM); the output file is "
+                             "when the policy has generate_seeded (the char model, HF, vLLM); the output file is "
                              f"the same for every N; not with --strategy anchored (default: {default})")
