@@ -270,12 +270,20 @@ GRPO and POPE, 2 seeds, <= 15 min on 2 cores) and ``full`` (``--full``: every me
 paper with 3 seeds, and the overlap knob), from :data:`PRESETS_FILE`."""
 
 
-def get_preset(name: str) -> DemoConfig:
-    """The preset called ``name`` (``quick``, ``default`` or ``full``)."""
+def get_preset(name: str, presets_file: str | Path | None = None) -> DemoConfig:
+    """The preset called ``name``: of :data:`PRESETS` (``quick``, ``default``, ``full``), or
+    of the presets file ``presets_file`` (:func:`load_presets`; :class:`DataFormatError` if
+    it is bad, :class:`~pope_env.errors.ConfigError` if it does not exist)."""
+    if presets_file is None:
+        presets = PRESETS
+    elif not Path(presets_file).is_file():
+        raise ConfigError(f"presets file {presets_file} does not exist; write one in the format of {PRESETS_FILE}")
+    else:
+        presets = load_presets(presets_file)
     try:
-        return PRESETS[name]
+        return presets[name]
     except KeyError:
-        raise UnknownNameError("demo preset", name, list(PRESETS)) from None
+        raise UnknownNameError("demo preset", name, list(presets)) from None
 
 
 def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", *, log: Callable[[str], None] = print) -> dict[str, Any]:

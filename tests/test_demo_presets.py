@@ -121,3 +121,38 @@ def test_out_of_range_values_get_the_configs_own_checks_naming_the_preset(tmp_pa
     assert isinstance(bad.value.__cause__, ConfigError)
     with pytest.raises(DataFormatError, match=r"preset \[odd\]: .*unknown method 'nonsense'"):
         load_presets(_write(tmp_path, SMALL_DEFAULT + "\n[odd]\nmethods = ['nonsense']\n"))
+
+
+def _demo_args(*argv: str):
+    import argparse
+
+    from pope_env.cli import cmd_demo, mount_command
+
+    parser = argparse.ArgumentParser()
+    mount_command(parser.add_subparsers(), cmd_demo)
+    return parser.parse_args(["demo", *argv])
+
+
+def test_the_cli_runs_a_preset_of_a_users_presets_file(tmp_path):
+    from pope_env.cli.cmd_demo import config_from_args
+
+    path = _write(tmp_path, SMALL_DEFAULT + "\n[longer]\nsteps = 30\n")
+    cfg, out = config_from_args(_demo_args("--presets", str(path), "--preset", "longer", "--seeds", "1"))
+    assert cfg.preset == "longer" and cfg.steps == 30 and cfg.seeds == (0,) and out == Path("runs/demo-longer")
+    cfg, out = config_from_args(_demo_args("--presets", str(path)))  # its [default]
+    assert cfg.preset == "default" and cfg.steps == 3 and out == Path("runs/demo")
+    cfg, _ = config_from_args(_demo_args("--preset", "quick"))  # the shipped file's, as --quick
+    assert cfg == config_from_args(_demo_args("--quick"))[0]
+
+
+def test_the_cli_refuses_a_missing_or_bad_presets_file_and_an_unknown_preset(tmp_path, capsys):
+    from pope_env.cli import main
+
+    assert main(["demo", "--presets", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml does not exist" in capsys.readouterr().err
+    bad = _write(tmp_path, SMALL_DEFAULT + "\n[quick]\nstep = 4\n")
+    assert main(["demo", "--presets", str(bad), "--preset", "quick"]) == 2
+    assert "unknown setting(s) step" in capsys.readouterr().err
+    assert main(["demo", "--preset", "huge"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown demo preset 'huge'" in err and "default, full, quick" in err

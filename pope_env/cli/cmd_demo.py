@@ -14,6 +14,7 @@ Presets and claims::
     pope-env demo --full          # every method of the paper, 3 seeds, + the overlap knob (<= 60 min)
     pope-env demo --quick         # the plumbing on a tiny budget (CI; not the regime)
     pope-env demo --claim mixing  # one claim: the full preset's settings, only the methods it needs
+    pope-env demo --presets my.toml --preset long   # a preset of your own presets file
 
 Re-running reuses the cached base, every finished phase and run (runs are shared between
 --full and --claim in the same --out), and resumes an interrupted run from its checkpoint.
@@ -49,8 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--full", action="store_true", help="every method of the paper, 3 seeds, the overlap knob")
     size.add_argument("--quick", action="store_true", help="a few minutes, for CI (shows the plumbing only)")
     size.add_argument("--claim", choices=sorted(CLAIMS), help="only the runs that test one claim (full preset settings)")
+    size.add_argument("--preset", metavar="NAME", help="run this preset of --presets (default: default)")
+    parser.add_argument("--presets", type=Path, metavar="FILE",
+                        help="presets file: [default] with every setting, other presets with their changes "
+                             "(default: the shipped agents/demo_presets.toml; format in docs/architecture.md)")
     parser.add_argument("--out", type=Path,
-                   help="output folder (default: runs/demo, runs/demo-full for --full and --claim, runs/demo-quick)")
+                   help="output folder (default: runs/demo, runs/demo-full for --full and --claim, runs/demo-quick, "
+                        "runs/demo-NAME for --preset NAME)")
     parser.add_argument("--seed", type=int, default=0,
                    help="first training seed; runs use SEED, SEED+1, ... (default: %(default)s)")
     parser.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
@@ -66,8 +72,8 @@ def config_from_args(args: argparse.Namespace) -> tuple["DemoConfig", Path]:
     from pope_env.agents.demo import get_preset
     from pope_env.errors import ConfigError
 
-    preset = "full" if (args.full or args.claim) else "quick" if args.quick else "default"
-    cfg = get_preset(preset)
+    preset = "full" if (args.full or args.claim) else "quick" if args.quick else args.preset or "default"
+    cfg = get_preset(preset, args.presets)
     n_seeds = len(cfg.seeds) if args.seeds is None else args.seeds
     if n_seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {n_seeds}")
@@ -83,7 +89,7 @@ def config_from_args(args: argparse.Namespace) -> tuple["DemoConfig", Path]:
         if args.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
         cfg = replace(cfg, epochs=args.epochs)
-    out = args.out or Path({"default": "runs/demo", "full": "runs/demo-full", "quick": "runs/demo-quick"}[preset])
+    out = args.out or Path("runs/demo" if preset == "default" else f"runs/demo-{preset}")
     return cfg, out
 
 
