@@ -51,12 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--quick", action="store_true", help="a few minutes, for CI (shows the plumbing only)")
     size.add_argument("--claim", choices=sorted(CLAIMS), help="only the runs that test one claim (full preset settings)")
     size.add_argument("--preset", metavar="NAME", help="run this preset of --presets (default: default)")
-    parser.add_argument("--presets", type=Path, metavar="FILE",
-                        help="presets file: [default] with every setting, other presets with their changes "
-                             "(default: the shipped agents/demo_presets.toml; format in docs/architecture.md)")
-    parser.add_argument("--out", type=Path,
-                   help="output folder (default: runs/demo, runs/demo-full for --full and --claim, runs/demo-quick, "
-                        "runs/demo-NAME for --preset NAME)")
+    parser.add_argument("--presets", type=Path, metavar="FILE", help="your presets file (format: docs/architecture.md)")
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/demo-PRESET, runs/demo for default)")
     parser.add_argument("--seed", type=int, default=0,
                    help="first training seed; runs use SEED, SEED+1, ... (default: %(default)s)")
     parser.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
