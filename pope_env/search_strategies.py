@@ -205,13 +205,14 @@ class SearchStrategy:
         """
         from pope_env.lockstep import check_batch_size
 
-        if check_batch_size(batch_size) > 1 and self.uses_history:
+        size = check_batch_size(batch_size)
+        if size > 1 and self.uses_history:
             raise ConfigError(
                 f"strategy {self.name!r} learns from the problems searched before each one, so it "
-                f"cannot search {batch_size} problems at once; use batch_size=1 (CLI: --batch-problems 1) "
+                f"cannot search {size} problems at once; use batch_size=1 (CLI: --batch-problems 1) "
                 "or another strategy"
             )
-        return batch_size
+        return size
 
 
 STRATEGIES: dict[str, SearchStrategy] = {
