@@ -239,11 +239,10 @@ class HFPolicy(TokenizedPrompts):
         Raises:
             ConfigError: ``len(seeds) != len(prompts)``, or what :meth:`generate` refuses.
         """
-        if isinstance(prompts, (str, dict)) or len(seeds) != len(prompts):
-            raise ConfigError(f"generate_seeded needs a sequence of prompts and one seed per prompt, got "
-                              f"{len(prompts) if not isinstance(prompts, (str, dict)) else 'a single prompt'} "
-                              f"prompt(s) and {len(seeds)} seed(s)")
-        prompt_ids = self.encode_for_sampling(prompts, n=n, sampling=sampling)
+        prompt_ids = self.encode_for_sampling(prompts, n=n, sampling=sampling)  # refuses a single prompt
+        if len(seeds) != len(prompts):
+            raise ConfigError(f"generate_seeded needs one seed per prompt, got {len(prompts)} prompt(s) "
+                              f"and {len(seeds)} seed(s)")
         steps = sampling.max_new_tokens
         uniforms = [torch.rand((steps, n), generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64).T
                     for s in seeds]

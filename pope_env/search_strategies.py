@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from pope_env.errors import ConfigError
+from pope_env.lockstep import check_batch_size
 from pope_env.problem import Problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -203,8 +204,6 @@ class SearchStrategy:
             ConfigError: not an integer >= 1, or above 1 for a strategy that uses history
                 (each problem's search needs the records of the ones before it).
         """
-        from pope_env.lockstep import check_batch_size
-
         size = check_batch_size(batch_size)
         if size > 1 and self.uses_history:
             raise ConfigError(
